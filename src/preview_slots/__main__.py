@@ -1,0 +1,3 @@
+from preview_slots.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Service runtime: env files, systemd template units or supervisord programs, Caddy routes."""
