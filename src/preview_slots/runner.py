@@ -53,7 +53,7 @@ def run(
     log.debug("run: %s", mask(" ".join(args)))
     started = time.monotonic()
     try:
-        proc = subprocess.run(  # noqa: S603 - argv list, never a shell
+        proc = subprocess.run(
             args,
             input=input_text,
             capture_output=True,

@@ -116,7 +116,7 @@ class LocalPostgres:
             return
         import subprocess
 
-        proc = subprocess.run(  # noqa: S603 - argv list; runs the server tools unprivileged
+        proc = subprocess.run(
             argv, user=user.pw_uid, group=user.pw_gid, extra_groups=[], env=env,
             capture_output=True, text=True, timeout=timeout, check=False, cwd="/",
         )

@@ -1,0 +1,84 @@
+"""Standalone database commands: db reset | seed | reset-and-seed, snapshot create."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from preview_slots.cli.context import Context
+from preview_slots.cli.slots import add_source_flags, source_request
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    db = sub.add_parser("db", help="reset or seed one slot's database")
+    dbsub = db.add_subparsers(dest="db_command", metavar="COMMAND")
+    dbsub.required = True
+
+    p = dbsub.add_parser("reset", help="drop and recreate the slot's database, empty")
+    p.add_argument("--slot", required=True)
+    p.add_argument("--run-id", help="act for this run when it holds the slot")
+    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_db, mode="rebuild", needs_source=False)
+
+    p = dbsub.add_parser("seed", help="apply a seed version to the slot's current database")
+    p.add_argument("--slot", required=True)
+    p.add_argument("--seed-version", required=True, metavar="V")
+    p.add_argument("--run-id", help="act for this run when it holds the slot")
+    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_db, mode="apply", needs_source=True, strategy="seed",
+                   snapshot_version=None)
+
+    p = dbsub.add_parser("reset-and-seed",
+                         help="rebuild the slot's database from a seed or a snapshot")
+    p.add_argument("--slot", required=True)
+    p.add_argument("--run-id", required=True)
+    add_source_flags(p, required=True)
+    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_db, mode="rebuild", needs_source=True)
+
+    snap = sub.add_parser("snapshot", help="snapshots of slot databases")
+    snapsub = snap.add_subparsers(dest="snapshot_command", metavar="COMMAND")
+    snapsub.required = True
+    p = snapsub.add_parser("create", help="pg_dump -Fc a slot's database to <snapshots.dir>/V.dump")
+    p.add_argument("--slot", required=True)
+    p.add_argument("--version", required=True, dest="snapshot_version", metavar="V")
+    p.add_argument("--force", action="store_true", help="replace an existing version")
+    p.set_defaults(func=cmd_snapshot_create)
+
+
+def cmd_db(args: argparse.Namespace, ctx: Context) -> int:
+    from preview_slots.cli.hooks import readiness_hooks
+    from preview_slots.service import db_command
+
+    config = ctx.config
+    stop = None if args.dry_run else readiness_hooks(config)[0]
+    result: dict[str, Any] = db_command(
+        config, args.slot, source_request=source_request(args) if args.needs_source else None,
+        run_id=args.run_id, mode=args.mode, dry_run=args.dry_run, stop_service=stop,
+    )
+    if args.json:
+        ctx.json(result)
+        return 0
+    if result.get("dry_run"):
+        ctx.out(f"dry run on slot {result['slot_id']} ({result['db_name']}):")
+        for step in result["plan"]:
+            ctx.out(f"  - {step}")
+        ctx.out("nothing was changed")
+        return 0
+    version = result["seed_version"] or result["snapshot_version"] or ""
+    ctx.out(f"{result['db_name']} (slot {result['slot_id']}): reset #{result['reset_id']} "
+            f"{result['reset_status']} ({result['strategy']} {version})".rstrip())
+    return 0
+
+
+def cmd_snapshot_create(args: argparse.Namespace, ctx: Context) -> int:
+    from preview_slots.sources import create_snapshot
+
+    config = ctx.config
+    slot = config.slot(args.slot)
+    path = create_snapshot(config, slot.database, args.snapshot_version, force=args.force)
+    ctx.out(f"wrote {path} from {slot.database}")
+    return 0

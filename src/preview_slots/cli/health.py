@@ -1,0 +1,122 @@
+"""``preview-slots health``: direct, routed, service, database and provenance checks per slot."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from preview_slots.cli.context import Context
+
+if TYPE_CHECKING:
+    from preview_slots.config import Config
+    from preview_slots.health import SlotHealth
+    from preview_slots.runtime.base import ServiceManager
+
+CHECK_NAMES = ("direct", "routed", "service", "database", "provenance")
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "health",
+        help="check every slot directly and through Caddy (exit 0 only if all are healthy)",
+        description="Per slot: direct (GET http://127.0.0.1:<port><path>), routed (the same path "
+        "through Caddy with the slot's Host header, and SNI for https), service (the service "
+        "manager's state), database (the slot serves from its own database) and provenance "
+        "(its last reset succeeded). All slots are checked concurrently. Exit 0 only when every "
+        "selected slot is healthy, 1 otherwise.",
+    )
+    parser.add_argument("--slot", action="append", metavar="S",
+                        help="check only this slot (repeatable; default: all)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--timeout", metavar="D",
+                        help="timeout of each request (default: health.timeout, 5s)")
+    parser.add_argument("--wait", metavar="D",
+                        help="retry unhealthy slots with backoff until healthy or D has passed")
+    parser.add_argument("--skip", action="append", choices=CHECK_NAMES, default=[],
+                        metavar="CHECK",
+                        help=f"do not run this check (repeatable; one of {', '.join(CHECK_NAMES)})")
+    # Accepted after the command too, so the seed's script can pass it through.
+    parser.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)
+    parser.set_defaults(func=run_health)
+
+
+def make_manager(config: Config) -> ServiceManager | None:
+    """The configured service manager, or None when there is none to ask."""
+    if config.runtime.manager == "none":
+        return None
+    from importlib import import_module
+
+    try:
+        factory = import_module("preview_slots.runtime.factory")
+    except ModuleNotFoundError:
+        return None
+    manager: ServiceManager = factory.make_manager(config)
+    return manager
+
+
+class _LastResets:
+    """The newest ``preview_db_resets`` row per slot, read through one control-plane connection
+    shared by the worker threads (one query at a time)."""
+
+    def __init__(self, config: Config) -> None:
+        from preview_slots.controlplane import ControlPlane
+
+        self._plane = ControlPlane(config)
+        self._lock = threading.Lock()
+
+    def __call__(self, slot_id: str) -> Mapping[str, Any] | None:
+        with self._lock:
+            row = self._plane.last_reset(slot_id)
+        return dict(row) if row is not None else None
+
+    def close(self) -> None:
+        self._plane.close()
+
+
+def last_reset_source(config: Config) -> _LastResets | None:
+    try:
+        return _LastResets(config)
+    except ModuleNotFoundError:
+        return None
+
+
+def _progress(ctx: Context, attempt: int, slots: Sequence[SlotHealth]) -> None:
+    bad = [s for s in slots if not s.healthy]
+    if bad:
+        ctx.err(f"health: attempt {attempt}: waiting for "
+                + "; ".join(f"{s.slot} ({s.summary()})" for s in bad))
+
+
+def run_health(args: argparse.Namespace, ctx: Context) -> int:
+    from preview_slots import health
+    from preview_slots.durations import parse_duration
+
+    config = ctx.config
+    slots = [config.slot(s) for s in dict.fromkeys(args.slot)] if args.slot else list(config.slots)
+    timeout = (parse_duration(args.timeout, what="--timeout") if args.timeout
+               else config.health.timeout)
+    wait = parse_duration(args.wait, what="--wait") if args.wait else 0.0
+    checks = [c for c in health.ALL_CHECKS if c.value not in set(args.skip)]
+    manager = make_manager(config) if health.CheckName.SERVICE in checks or \
+        health.CheckName.DATABASE in checks else None
+    last_reset = last_reset_source(config) if health.CheckName.PROVENANCE in checks else None
+    try:
+        report = health.check_until(
+            config, slots, wait=wait, manager=manager, last_reset=last_reset, timeout=timeout,
+            checks=checks,
+            on_attempt=None if args.json or not wait
+            else lambda attempt, seen: _progress(ctx, attempt, seen),
+        )
+    finally:
+        if last_reset is not None:
+            last_reset.close()
+    if args.json:
+        ctx.json(health.as_json(report))
+    else:
+        ctx.out(health.table(report.slots))
+        ctx.out()
+        ctx.out(health.summary_line(report))
+    return 0 if report.healthy else 1

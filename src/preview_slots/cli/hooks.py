@@ -1,0 +1,54 @@
+"""Glue between allocation and the runtime: stop the slot's service before the swap, restart it
+and wait until it answers through the proxy before the URL is handed out."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+from preview_slots.errors import UsageError
+
+if TYPE_CHECKING:
+    from preview_slots.config import Config, Slot
+    from preview_slots.controlplane import Lease
+
+StopHook = Callable[["Slot"], None]
+ReadyHook = Callable[["Slot", "Lease"], None]
+
+
+def readiness_hooks(config: Config) -> tuple[StopHook | None, ReadyHook | None]:
+    """None, None when the config has no service manager (database-only use)."""
+    if config.runtime.manager == "none":
+        return None, None
+    try:
+        from preview_slots.runtime.factory import make_manager
+    except ImportError:
+        return None, None
+    manager = make_manager(config)
+
+    def stop(slot: Slot) -> None:
+        if config.runtime.stop_before_reset:
+            manager.stop(slot)
+
+    def ready(slot: Slot, lease: Lease) -> None:
+        manager.restart(slot)
+        try:
+            from preview_slots.health import wait_until_routed_healthy
+        except ImportError:
+            return
+        wait_until_routed_healthy(config, slot, manager, config.health.timeout * 6)
+
+    return stop, ready
+
+
+def write_github_output(values: Mapping[str, str], path: str | None = None) -> None:
+    target = path or os.environ.get("GITHUB_OUTPUT")
+    if not target:
+        raise UsageError("--github-output: $GITHUB_OUTPUT is not set (run inside GitHub Actions)")
+    for key, value in values.items():
+        if "\n" in value or "\r" in value:
+            raise UsageError(f"--github-output: value of {key} contains a newline")
+    with open(target, "a", encoding="utf-8") as fh:
+        for key, value in values.items():
+            fh.write(f"{key}={value}\n")

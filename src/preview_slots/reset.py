@@ -1,0 +1,240 @@
+"""Resetting a slot's database under a lease: fenced, recorded, built before anything is destroyed.
+
+A rebuild never touches the live slot database until the new one is complete:
+
+1. take the slot's advisory lock on the slot server (a stale holder with a lower generation is
+   terminated), then check the lease (generation) in the control plane;
+2. record the attempt in ``preview_db_resets`` as ``running``;
+3. build ``<prefix>build_<slot>``: create it (marked with our generation), load the seed or
+   snapshot into it (the seeding transaction re-checks the marker first);
+4. check the lease again, stop the slot's service, refuse connections to the slot database,
+   terminate its sessions, rename it away and rename the build into its place;
+5. drop the old database; record ``succeeded`` (or ``failed`` with the error and phase timings).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import psycopg
+
+from preview_slots import __version__, failpoints
+from preview_slots.config import Config, Slot
+from preview_slots.controlplane import ControlPlane, Lease, ResetStatus
+from preview_slots.errors import LeaseLost, PreviewSlotsError, ResetFailed
+from preview_slots.pgadmin import SlotServer, build_name, marker, old_name
+from preview_slots.redact import mask
+from preview_slots.sources import Source, apply_seed, restore_snapshot
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["rebuild", "apply"]
+TRUST_MARGIN = 0.2  # stop acting when less than this fraction of the reset TTL is left
+
+
+class Fence:
+    """Keeps a resetting lease alive and says, before each destructive step, whether we still
+    hold it. Heartbeats run on their own connection every ``reset_ttl / 6``; a renewal that finds
+    the lease gone or taken marks it lost. Locally, a monotonic trust window bounds how long we
+    act on the last good renewal (a paused process cannot outlive it)."""
+
+    def __init__(self, config: Config, cp: ControlPlane, lease: Lease) -> None:
+        self.config = config
+        self.cp = cp
+        self.lease = lease
+        self.ttl = config.lease.reset_ttl
+        self._last_ok = time.monotonic()
+        self._lost: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Fence:
+        self._thread = threading.Thread(target=self._beat, name="lease-heartbeat", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _beat(self) -> None:
+        beat_cp = ControlPlane(self.config)
+        try:
+            while not self._stop.wait(self.config.lease.heartbeat_interval):
+                try:
+                    expires = beat_cp.heartbeat(self.lease, self.ttl)
+                except PreviewSlotsError as exc:
+                    log.warning("heartbeat failed (will retry): %s", exc.message)
+                    beat_cp.close()
+                    continue
+                if expires is None:
+                    self._lost = "the lease was released, expired or taken by another run"
+                    return
+                self._last_ok = time.monotonic()
+        finally:
+            beat_cp.close()
+
+    def check(self, step: str) -> None:
+        if self._lost:
+            raise LeaseLost(f"lease lost before {step}: {self._lost}; stopped without changing "
+                            "anything further")
+        if time.monotonic() - self._last_ok > self.ttl * (1 - TRUST_MARGIN):
+            raise LeaseLost(f"lease lost before {step}: no successful heartbeat within the "
+                            "reset TTL; stopped without changing anything further")
+        if not self.cp.still_holds(self.lease):
+            self._lost = "the lease is no longer ours (released, expired or taken over)"
+            raise LeaseLost(f"lease lost before {step}: {self._lost}")
+        self._last_ok = time.monotonic()
+
+
+@dataclass
+class ResetOutcome:
+    reset_id: int
+    status: ResetStatus
+    details: dict[str, Any]
+
+
+@dataclass
+class _Phases:
+    durations: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.durations[name] = round(time.monotonic() - started, 4)
+
+
+ServiceHook = Callable[[Slot], None]
+
+
+def run_reset(
+    config: Config,
+    cp: ControlPlane,
+    fence: Fence,
+    slot: Slot,
+    source: Source | None,
+    *,
+    mode: Mode = "rebuild",
+    stop_service: ServiceHook | None = None,
+) -> ResetOutcome:
+    """Reset (``rebuild``) or load into (``apply``) the slot's database under ``fence.lease``.
+
+    Raises :class:`ResetFailed` / :class:`LeaseLost` after recording the outcome."""
+    lease = fence.lease
+    phases = _Phases()
+    details: dict[str, Any] = {
+        "tool_version": __version__, "host": socket.gethostname(), "mode": mode,
+        "generation": lease.generation, "lease_id": lease.lease_id,
+    }
+    if source is not None:
+        details["checksum"] = source.checksum
+        details["files"] = [p.name for p in source.files]
+    strategy = source.kind if source else "empty"
+    app_name = f"preview-slots reset slot={slot.id} gen={lease.generation}"
+    reset_id: int | None = None
+    server: SlotServer | None = None
+    try:
+        with phases.phase("connect"):
+            server = SlotServer(config, application_name=app_name)
+            details["server_version"] = server.server_version()
+            server.lock_slot(slot, lease.generation)
+        fence.check("the first destructive step")
+        reset_id = cp.start_reset(
+            run_id=lease.run_id, slot_id=slot.id, db_name=slot.database, strategy=strategy,
+            seed_version=source.seed_version if source else None,
+            snapshot_version=source.snapshot_version if source else None,
+            lease=lease, details=details,
+        )
+        try:
+            if mode == "rebuild":
+                _rebuild(config, server, fence, slot, source, phases, app_name, stop_service)
+            else:
+                assert source is not None and source.kind == "seed"
+                fence.check("seed")
+                with phases.phase("load"):
+                    failpoints.hit_later("mid_seed")
+                    apply_seed(config, source, slot.database, prelude=None,
+                               application_name=app_name)
+        except psycopg.Error as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ResetFailed(f"reset of {slot.database} failed: {first}",
+                              phase=next(reversed(phases.durations), "connect"),
+                              sqlstate=exc.sqlstate) from exc
+        failpoints.hit("before_ready")
+        details["phases"] = phases.durations
+        return ResetOutcome(reset_id, ResetStatus.SUCCEEDED, details)
+    except PreviewSlotsError as exc:
+        details["phases"] = phases.durations
+        details["error"] = mask(exc.message)
+        if isinstance(exc, ResetFailed):
+            details["failed_phase"] = exc.phase
+            if exc.sqlstate:
+                details["sqlstate"] = exc.sqlstate
+        if reset_id is not None:
+            cp.finish_reset(reset_id, ResetStatus.FAILED, details)
+        if server is not None and mode == "rebuild" and not isinstance(exc, LeaseLost):
+            _cleanup_build(server, config, slot)
+        raise
+    finally:
+        if server is not None:
+            server.close()
+
+
+def _rebuild(config: Config, server: SlotServer, fence: Fence, slot: Slot, source: Source | None,
+             phases: _Phases, app_name: str, stop_service: ServiceHook | None) -> None:
+    build, old = build_name(config, slot), old_name(config, slot)
+    generation = fence.lease.generation
+    with phases.phase("prepare"):
+        fence.check(f"dropping {build}")
+        for leftover in (build, old):
+            if server.exists(leftover):
+                server.drop(leftover)
+        fence.check(f"creating {build}")
+        server.create(build, comment=marker(slot, generation))
+    failpoints.hit("after_create")
+    if source is not None:
+        fence.check("loading")
+        with phases.phase("load"):
+            failpoints.hit_later("mid_seed")
+            if source.kind == "seed":
+                apply_seed(config, source, build, prelude=_prelude(slot, generation),
+                           application_name=app_name)
+            else:
+                restore_snapshot(config, source, build, application_name=app_name)
+    failpoints.hit("before_swap")
+    with phases.phase("swap"):
+        if stop_service is not None:
+            with phases.phase("stop_service"):
+                stop_service(slot)
+        fence.check(f"swapping {build} into {slot.database}")
+        server.swap_in(build, slot.database, old)
+    failpoints.hit("after_swap")
+    with phases.phase("drop_old"):
+        if server.exists(old):
+            server.drop(old)
+
+
+def _prelude(slot: Slot, generation: int) -> str:
+    from preview_slots.sources import fence_prelude
+
+    return fence_prelude(marker(slot, generation))
+
+
+def _cleanup_build(server: SlotServer, config: Config, slot: Slot) -> None:
+    try:
+        name = build_name(config, slot)
+        if server.exists(name):
+            server.drop(name)
+    except Exception as exc:  # best effort: the next reset drops it anyway
+        log.warning("could not drop the half-built database: %s", mask(str(exc)))

@@ -1,0 +1,443 @@
+"""The operations the CLI offers, as library functions: allocate, release, renew, db commands.
+
+Each takes the frozen :class:`Config` and plain values, and returns a typed result. Nothing here
+prints or exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from psycopg import errors as pg_errors
+
+from preview_slots import failpoints
+from preview_slots.config import Config, Slot, validate_run_id
+from preview_slots.controlplane import ControlPlane, Lease, LeaseState, ResetStatus, Row
+from preview_slots.durations import format_duration
+from preview_slots.errors import (
+    LeaseLost,
+    NoSlotFree,
+    PreviewSlotsError,
+    SafetyRefusal,
+    SlotLeasedToOther,
+    SlotQuarantined,
+    UsageError,
+)
+from preview_slots.reset import Fence, Mode, ResetOutcome, run_reset
+from preview_slots.sources import Source, resolve_seed, resolve_snapshot
+
+log = logging.getLogger(__name__)
+
+Strategy = Literal["seed", "snapshot"]
+CLAIM_RETRIES = 20
+
+
+@dataclass(frozen=True)
+class SourceRequest:
+    strategy: Strategy
+    seed_version: str | None = None
+    snapshot_version: str | None = None
+
+    def resolve(self, config: Config) -> Source:
+        if self.strategy == "seed":
+            if not self.seed_version or self.snapshot_version:
+                raise UsageError("--strategy seed needs --seed-version (and no --snapshot-version)")
+            return resolve_seed(config, self.seed_version)
+        if not self.snapshot_version or self.seed_version:
+            raise UsageError("--strategy snapshot needs --snapshot-version "
+                             "(and no --seed-version)")
+        return resolve_snapshot(config, self.snapshot_version)
+
+
+@dataclass
+class Allocation:
+    run_id: str
+    slot_id: str
+    url: str
+    db_name: str
+    strategy: str | None
+    seed_version: str | None
+    snapshot_version: str | None
+    reset_id: int | None
+    reset_status: str | None
+    lease_expires_at: str | None
+    generation: int
+    reused: bool
+    dry_run: bool = False
+    checksum: str | None = None
+    plan: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def slot_url(config: Config, slot: Slot) -> str:
+    caddy = config.caddy
+    if caddy.tls == "off":
+        port = "" if caddy.http_port == 80 else f":{caddy.http_port}"
+        return f"http://{slot.host}{port}"
+    port = "" if caddy.https_port == 443 else f":{caddy.https_port}"
+    return f"https://{slot.host}{port}"
+
+
+def init(config: Config) -> dict[str, Any]:
+    cp = ControlPlane(config)
+    created = cp.ensure_database()
+    with cp:
+        applied = cp.migrate()
+        cp.sync_slots()
+        version = cp.schema_version()
+    return {"created_database": created, "applied": applied, "schema_version": version,
+            "control_plane": config.control_plane.masked()}
+
+
+def _open(config: Config) -> ControlPlane:
+    cp = ControlPlane(config)
+    cp.require_schema()
+    return cp
+
+
+def _holders_text(cp: ControlPlane) -> str:
+    holders = cp.holders()
+    if not holders:
+        return "no live leases (slots may be quarantined: see `preview-slots status`)"
+    return "; ".join(
+        f"{h['slot_id']} held by {h['run_id']} ({h['state']}, expires in "
+        f"{format_duration(h['remaining'].total_seconds())})" for h in holders)
+
+
+def _wait_for_release(cp: ControlPlane, timeout: float) -> None:
+    """LISTEN for a release notification, or until ``timeout`` (polling is the fallback)."""
+    if timeout <= 0:
+        return
+    cp.conn.execute("LISTEN preview_slots_released")
+    for _ in cp.conn.notifies(timeout=timeout, stop_after=1):
+        pass
+
+
+def _existing(cp: ControlPlane, run_id: str, want: SourceRequest | None) -> Row | None:
+    with cp.transaction():
+        cp.expire()
+    row = cp.live_lease_for_run(run_id)
+    if row is None or want is None:
+        return row
+    asked = (want.strategy, want.seed_version, want.snapshot_version)
+    held = (row["strategy"], row["seed_version"], row["snapshot_version"])
+    if row["strategy"] is not None and asked != held:
+        raise UsageError(
+            f"run {run_id} already holds slot {row['slot_id']} loaded with "
+            f"{row['strategy']} {row['seed_version'] or row['snapshot_version']}; release it first "
+            "to load another version"
+        )
+    return row
+
+
+def _allocation(config: Config, cp: ControlPlane, lease_row: Row | Lease, *, reused: bool,
+                checksum: str | None = None) -> Allocation:
+    lease = lease_row if isinstance(lease_row, Lease) else Lease.from_row(lease_row)
+    slot = config.slot(lease.slot_id)
+    reset = cp.one("history", {"slot_id": slot.id, "run_id": lease.run_id, "limit": 1})
+    return Allocation(
+        run_id=lease.run_id, slot_id=slot.id, url=slot_url(config, slot), db_name=slot.database,
+        strategy=lease.strategy, seed_version=lease.seed_version,
+        snapshot_version=lease.snapshot_version,
+        reset_id=reset["id"] if reset else lease.reset_id,
+        reset_status=reset["reset_status"] if reset else None,
+        lease_expires_at=lease.expires_at.isoformat(), generation=lease.generation,
+        reused=reused,
+        checksum=checksum or (reset["details"].get("checksum") if reset else None),
+    )
+
+
+def allocate(
+    config: Config,
+    run_id: str,
+    request: SourceRequest,
+    *,
+    wait: float = 0.0,
+    ttl: float | None = None,
+    dry_run: bool = False,
+    stop_service: Callable[[Slot], None] | None = None,
+    after_reset: Callable[[Slot, Lease], None] | None = None,
+    on_wait: Callable[[str], None] | None = None,
+) -> Allocation:
+    """Lease a slot to ``run_id``, reset it from the requested source, and return it ready."""
+    validate_run_id(run_id)
+    source = request.resolve(config)  # checked before anything is claimed or dropped
+    hold = ttl if ttl is not None else config.lease.ttl
+    with _open(config) as cp:
+        if dry_run:
+            return _allocate_plan(config, cp, run_id, request, source)
+        cp.sync_slots()
+        deadline = time.monotonic() + wait
+        announced = False
+        lease: Lease | None = None
+        for _ in range(100000):
+            row = _existing(cp, run_id, request)
+            if row is not None and row["state"] == LeaseState.READY:
+                return _allocation(config, cp, row, reused=True)
+            if row is not None:  # another process of this run is resetting: wait for it
+                if on_wait and not announced:
+                    on_wait(f"run {run_id} is already being reset on slot {row['slot_id']} "
+                            "by another process; waiting for it")
+                    announced = True
+                time.sleep(min(0.2, config.lease.heartbeat_interval))
+                continue
+            try:
+                lease = cp.claim(run_id, slot_ids=config.slot_ids, ttl=config.lease.reset_ttl,
+                                 strategy=request.strategy, seed_version=source.seed_version,
+                                 snapshot_version=source.snapshot_version)
+            except pg_errors.UniqueViolation:
+                time.sleep(random.uniform(0.001, 0.02))  # lost a race: look again
+                continue
+            if lease is not None:
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise NoSlotFree(f"no slot free for run {run_id} within "
+                                 f"{format_duration(wait)}: {_holders_text(cp)}")
+            if on_wait and not announced:
+                on_wait(f"all slots are busy ({_holders_text(cp)}); waiting up to "
+                        f"{format_duration(remaining)}")
+                announced = True
+            _wait_for_release(cp, min(config.lease.poll_interval, remaining))
+        assert lease is not None
+        failpoints.hit("after_claim")
+        slot = config.slot(lease.slot_id)
+        outcome = _reset_under_lease(config, cp, lease, slot, source, "rebuild", hold,
+                                     stop_service, after_reset)
+        ready = cp.live_lease_for_run(run_id)
+        assert ready is not None
+        result = _allocation(config, cp, ready, reused=False, checksum=source.checksum)
+        result.reset_id = outcome.reset_id
+        result.reset_status = outcome.status.value
+        return result
+
+
+def _reset_under_lease(config: Config, cp: ControlPlane, lease: Lease, slot: Slot,
+                       source: Source | None, mode: Mode, hold: float,
+                       stop_service: Callable[[Slot], None] | None,
+                       after_reset: Callable[[Slot, Lease], None] | None) -> ResetOutcome:
+    """Run the reset with heartbeats; mark the lease ready only when everything succeeded."""
+    try:
+        with Fence(config, cp, lease) as fence:
+            outcome = run_reset(config, cp, fence, slot, source, mode=mode,
+                                stop_service=stop_service)
+            if after_reset is not None:
+                fence.check("readiness")
+                after_reset(slot, lease)
+            fence.check("marking the slot ready")
+    except LeaseLost:
+        raise
+    except PreviewSlotsError as exc:
+        status, failures = cp.record_failure(slot.id)
+        cp.end_lease(lease, LeaseState.FAILED, f"reset failed: {exc.message[:200]}")
+        if status == "quarantined":
+            exc.message += (f" (slot {slot.id} failed {failures} times in a row and is now "
+                            f"quarantined: `preview-slots unquarantine --slot {slot.id}`)")
+        _fail_open_reset(cp, slot, lease, exc)
+        raise
+    if cp.mark_ready(lease, hold, outcome.reset_id) is None:
+        cp.finish_reset(outcome.reset_id, ResetStatus.FAILED,
+                        {**outcome.details, "error": "lease lost before marking ready"})
+        raise LeaseLost("lease lost before marking the slot ready: another run holds it now")
+    cp.finish_reset(outcome.reset_id, ResetStatus.SUCCEEDED, outcome.details)
+    return outcome
+
+
+def _fail_open_reset(cp: ControlPlane, slot: Slot, lease: Lease, exc: PreviewSlotsError) -> None:
+    """A readiness failure happens after run_reset recorded success: say so in the row."""
+    row = cp.one("history", {"slot_id": slot.id, "run_id": lease.run_id, "limit": 1})
+    if row and row["reset_status"] == "running":
+        cp.finish_reset(row["id"], ResetStatus.FAILED, {"error": exc.message})
+
+
+def _allocate_plan(config: Config, cp: ControlPlane, run_id: str, request: SourceRequest,
+                   source: Source) -> Allocation:
+    existing = cp.live_lease_for_run(run_id)
+    if existing is not None and existing["expires_at"] > existing["db_now"]:
+        result = _allocation(config, cp, existing, reused=True)
+        result.dry_run = True
+        result.plan = [f"run {run_id} already holds slot {existing['slot_id']}: return it as is"]
+        return result
+    rows = cp.status()
+    free = [r for r in rows if r["status"] == "active"
+            and (r["run_id"] is None or r["remaining"].total_seconds() < 0)]
+    if not free:
+        raise NoSlotFree(f"dry run: no slot is free now: {_holders_text(cp)}")
+    slot = config.slot(free[0]["slot_id"])
+    plan = _reset_plan(config, slot, source, run_id)
+    return Allocation(
+        run_id=run_id, slot_id=slot.id, url=slot_url(config, slot), db_name=slot.database,
+        strategy=request.strategy, seed_version=source.seed_version,
+        snapshot_version=source.snapshot_version, reset_id=None, reset_status=None,
+        lease_expires_at=None, generation=int(free[0]["generation"]) + 1, reused=False,
+        dry_run=True, checksum=source.checksum, plan=plan,
+    )
+
+
+def _reset_plan(config: Config, slot: Slot, source: Source | None, run_id: str,
+                mode: Mode = "rebuild") -> list[str]:
+    from preview_slots.pgadmin import build_name, old_name
+
+    build, old = build_name(config, slot), old_name(config, slot)
+    what = f"{source.kind} {source.version} (sha256 {source.checksum[:12]})" if source else "nothing"
+    if mode == "apply":
+        return [f"lease slot {slot.id} for run {run_id}",
+                f"record a running row in preview_db_resets for {slot.database}",
+                f"apply {what} to {slot.database} in one transaction",
+                "record the outcome"]
+    steps = [
+        f"lease slot {slot.id} for run {run_id} (generation +1)",
+        f"record a running row in preview_db_resets for {slot.database}",
+        f"create {build} from template0, marked with the new generation",
+        f"load {what} into {build}" if source else f"leave {build} empty",
+    ]
+    if config.runtime.manager != "none" and config.runtime.stop_before_reset:
+        steps.append(f"stop service {slot.unit}")
+    steps += [
+        f"refuse connections to {slot.database}, terminate its sessions",
+        f"rename {slot.database} to {old}, rename {build} to {slot.database}",
+        f"drop {old}",
+        "record succeeded and mark the lease ready",
+    ]
+    return steps
+
+
+# -- release / renew / status / history ----------------------------------------------------------
+
+
+def release(config: Config, run_id: str) -> list[Row]:
+    validate_run_id(run_id)
+    with _open(config) as cp:
+        return cp.release(run_id)
+
+
+def renew(config: Config, run_id: str, ttl: float | None) -> Lease:
+    validate_run_id(run_id)
+    with _open(config) as cp:
+        lease = cp.renew(run_id, ttl if ttl is not None else config.lease.ttl)
+        if lease is None:
+            raise SafetyRefusal(f"run {run_id} holds no ready lease to renew (it expired, was "
+                                "released, or was taken over): allocate again")
+        return lease
+
+
+def status(config: Config) -> list[Row]:
+    with _open(config) as cp:
+        return cp.status()
+
+
+def history(config: Config, *, slot_id: str | None, run_id: str | None,
+            limit: int) -> list[Row]:
+    if slot_id is not None:
+        config.slot(slot_id)
+    with _open(config) as cp:
+        return cp.history(slot_id=slot_id, run_id=run_id, limit=limit)
+
+
+def reap(config: Config) -> dict[str, Any]:
+    with _open(config) as cp, cp.transaction():
+        expired = cp.expire()
+    return {"expired_slots": expired}
+
+
+def unquarantine(config: Config, slot_id: str) -> bool:
+    config.slot(slot_id)
+    with _open(config) as cp:
+        return cp.unquarantine(slot_id)
+
+
+# -- standalone database commands ------------------------------------------------------------------
+
+
+def db_command(
+    config: Config,
+    slot_id: str,
+    *,
+    source_request: SourceRequest | None,
+    run_id: str | None,
+    mode: Mode,
+    dry_run: bool = False,
+    stop_service: Callable[[Slot], None] | None = None,
+) -> dict[str, Any]:
+    """``db reset`` / ``db seed`` / ``db reset-and-seed`` on one slot.
+
+    Refuses a slot leased to another run unless that run id is given. A free slot is leased for
+    the duration of the command (to ``run_id``, or ``manual-<slot>``) and released afterwards,
+    unless ``run_id`` was given, in which case that run keeps it ready."""
+    slot = config.slot(slot_id)
+    if run_id is not None:
+        validate_run_id(run_id)
+    source = source_request.resolve(config) if source_request else None
+    with _open(config) as cp:
+        if not dry_run:
+            cp.sync_slots()
+            with cp.transaction():
+                cp.expire()
+        holder = cp.live_lease_for_slot(slot.id)
+        if holder is not None and holder["run_id"] != run_id:
+            raise SlotLeasedToOther(
+                f"slot {slot.id} is leased to run {holder['run_id']} until "
+                f"{holder['expires_at']:%Y-%m-%d %H:%M:%S%z}: pass --run-id {holder['run_id']} "
+                "to act for that run, or wait for it to be released"
+            )
+        status_row = next(r for r in cp.status() if r["slot_id"] == slot.id)
+        if status_row["status"] == "quarantined" and holder is None:
+            raise SlotQuarantined(f"slot {slot.id} is quarantined after repeated failures: "
+                                  f"`preview-slots unquarantine --slot {slot.id}` first")
+        owner = run_id or f"manual-{slot.id}"
+        if dry_run:
+            return {"dry_run": True, "slot_id": slot.id, "db_name": slot.database,
+                    "plan": _reset_plan(config, slot, source, owner, mode)}
+        keep = run_id is not None
+        if holder is not None:
+            lease = _retake(cp, config, Lease.from_row(holder), source_request)
+        else:
+            claimed = None
+            try:
+                claimed = cp.claim(owner, slot_ids=[slot.id], ttl=config.lease.reset_ttl,
+                                   strategy=source_request.strategy if source_request else None,
+                                   seed_version=source.seed_version if source else None,
+                                   snapshot_version=source.snapshot_version if source else None,
+                                   slot_id=slot.id)
+            except pg_errors.UniqueViolation:
+                claimed = None
+            if claimed is None:
+                raise SlotLeasedToOther(f"slot {slot.id} was just taken by another run; retry")
+            lease = claimed
+        outcome = _reset_under_lease(config, cp, lease, slot, source, mode,
+                                     config.lease.ttl, stop_service, None)
+        if not keep:
+            cp.release(owner)
+        return {"slot_id": slot.id, "db_name": slot.database, "reset_id": outcome.reset_id,
+                "reset_status": outcome.status.value, "run_id": owner,
+                "strategy": source.kind if source else "empty",
+                "seed_version": source.seed_version if source else None,
+                "snapshot_version": source.snapshot_version if source else None,
+                "checksum": source.checksum if source else None,
+                "phases": outcome.details.get("phases", {}), "released": not keep}
+
+
+def _retake(cp: ControlPlane, config: Config, held: Lease,
+            request: SourceRequest | None) -> Lease:
+    """The given run holds the slot (ready): start a new generation of its lease for this reset."""
+    with cp.transaction():
+        ended = cp.one("end_lease", {"lease_id": held.lease_id, "state": "released",
+                                     "reason": "superseded by a reset of the same run"})
+        if ended is None:
+            raise SlotLeasedToOther(f"run {held.run_id}'s lease changed meanwhile; retry")
+        cp.event(held, "superseded")
+        lease = cp.claim(held.run_id, slot_ids=[held.slot_id], ttl=config.lease.reset_ttl,
+                         strategy=request.strategy if request else held.strategy,
+                         seed_version=request.seed_version if request else held.seed_version,
+                         snapshot_version=request.snapshot_version if request
+                         else held.snapshot_version, slot_id=held.slot_id)
+    if lease is None:
+        raise SlotLeasedToOther(f"slot {held.slot_id} was taken meanwhile; retry")
+    return lease

