@@ -31,6 +31,7 @@ from preview_slots.health import (
     check_until,
     wait_until_routed_healthy,
 )
+from preview_slots.health.probe import ProbeFailure, http_get
 from preview_slots.runtime.base import ServiceState
 
 HERE = Path(__file__).resolve().parent
@@ -477,12 +478,18 @@ def test_routed_over_https_sends_sni(tmp_path: Path) -> None:
     stack = make_stack(tmp_path, tls=True)
     try:
         stack.start(tls=True)
-        report = check_until(stack.config, manager=stack.apps)
+        # Caddy issues its internal certificates just after start: wait for them.
+        report = check_until(stack.config, manager=stack.apps, wait=15)
+        assert report.healthy, [h.summary() for h in report.slots]
         for health in report.slots:
             assert statuses(health) == HEALTHY, health.summary()
             routed = health.check("routed")
             assert routed is not None and routed.target.startswith("https://127.0.0.1:")
             assert f"SNI {health.host}" in routed.target
+        # Without SNI (an IP as server name) Caddy cannot pick the site: proof the name matters.
+        bare = http_get("127.0.0.1", stack.caddy.https_port, "/health", timeout=2,
+                        host="preview1.example.com", tls=True, verify=False, sni=False)
+        assert isinstance(bare, ProbeFailure) and bare.kind == "tls"
     finally:
         stack.caddy.stop()
         stack.apps.stop_all()

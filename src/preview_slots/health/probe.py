@@ -50,7 +50,9 @@ def _describe(exc: BaseException, timeout: float) -> tuple[str, str]:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return "tls", f"TLS certificate rejected: {exc.verify_message or exc.reason}"
     if isinstance(exc, ssl.SSLError):
-        return "tls", f"TLS handshake failed: {exc.reason or exc}"
+        hint = " (no certificate for this host name, or not yet)" \
+            if exc.reason == "TLSV1_ALERT_INTERNAL_ERROR" else ""
+        return "tls", f"TLS handshake failed: {exc.reason or exc}{hint}"
     if isinstance(exc, http.client.RemoteDisconnected | ConnectionResetError | BrokenPipeError):
         return "closed", "connection closed without a response"
     if isinstance(exc, http.client.HTTPException):
@@ -70,11 +72,12 @@ def http_get(
     tls: bool = False,
     verify: bool = True,
     cafile: str | None = None,
+    sni: bool = True,
 ) -> Response | ProbeFailure:
     """``GET path`` from ``address:port``, sending ``Host: host`` (and SNI ``host`` with ``tls``).
 
     ``verify=False`` skips certificate checks (Caddy's internal CA is not in the system store);
-    the SNI is sent either way so that Caddy picks the slot's site.
+    the SNI is sent either way so that Caddy picks the slot's site (``sni=False`` is for tests).
     """
     started = time.monotonic()
     conn = http.client.HTTPConnection(address, port, timeout=timeout)
@@ -86,7 +89,8 @@ def http_get(
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE
             try:
-                sock = ctx.wrap_socket(sock, server_hostname=host or address)
+                name = host if (sni and host) else None
+                sock = ctx.wrap_socket(sock, server_hostname=name)
             except BaseException:
                 sock.close()
                 raise
