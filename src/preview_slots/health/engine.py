@@ -239,34 +239,55 @@ def check_until(
     unhealthy ones again with growing pauses (0.25s doubling to 2s). Returns the last verdicts."""
     chosen = tuple(slots) if slots is not None else config.slots
     per_request = timeout if timeout is not None else config.health.timeout
-    started = clock()
-    deadline = started + wait
     pool = ThreadPoolExecutor(max_workers=min(MAX_WORKERS, max(1, 5 * len(chosen))),
                               thread_name_prefix="health")
+
+    def one_round(pending: Sequence[Slot], request_timeout: float) -> tuple[SlotHealth, ...]:
+        return check_slots(config, pending, manager=manager, last_reset=last_reset,
+                           timeout=request_timeout, checks=checks, pool=pool)
+
     try:
-        latest = {s.slot: s for s in check_slots(config, chosen, manager=manager,
-                                                last_reset=last_reset, timeout=per_request,
-                                                checks=checks, pool=pool)}
-        attempts = 1
-        pause = BACKOFF_FIRST
-        while True:
-            pending = [slot for slot in chosen if not latest[slot.id].healthy]
-            if on_attempt is not None:
-                on_attempt(attempts, [latest[s.id] for s in chosen])
-            left = deadline - clock()
-            if not pending or left <= 0:
-                break
-            sleep(min(pause, left))
-            pause = min(pause * 2, BACKOFF_MAX)
-            left = deadline - clock()
-            request_timeout = min(per_request, max(0.2, left))
-            for health in check_slots(config, pending, manager=manager, last_reset=last_reset,
-                                      timeout=request_timeout, checks=checks, pool=pool):
-                latest[health.slot] = health
-            attempts += 1
+        return retry_rounds(chosen, one_round, wait=wait, timeout=per_request,
+                            on_attempt=on_attempt, clock=clock, sleep=sleep)
     finally:
         pool.shutdown(wait=True)
-    return HealthReport(slots=tuple(latest[s.id] for s in chosen), elapsed=clock() - started,
+
+
+Round = Callable[[Sequence[Slot], float], "tuple[SlotHealth, ...]"]
+
+
+def retry_rounds(
+    slots: Sequence[Slot],
+    one_round: Round,
+    *,
+    wait: float,
+    timeout: float,
+    on_attempt: OnAttempt | None = None,
+    clock: Clock = time.monotonic,
+    sleep: Sleep = time.sleep,
+) -> HealthReport:
+    """The ``--wait`` loop: run a round for all slots, then only for the unhealthy ones, pausing
+    0.25s, 0.5s, 1s, 2s, 2s... and never past the deadline; no request outlives it by more than
+    0.2s. Slots keep their last verdict; a slot once healthy is not asked again."""
+    started = clock()
+    deadline = started + wait
+    latest = {h.slot: h for h in one_round(slots, timeout)}
+    attempts = 1
+    pause = BACKOFF_FIRST
+    while True:
+        if on_attempt is not None:
+            on_attempt(attempts, [latest[s.id] for s in slots])
+        pending = [slot for slot in slots if not latest[slot.id].healthy]
+        left = deadline - clock()
+        if not pending or left <= 0:
+            break
+        sleep(min(pause, left))
+        pause = min(pause * 2, BACKOFF_MAX)
+        left = deadline - clock()
+        for health in one_round(pending, min(timeout, max(0.2, left))):
+            latest[health.slot] = health
+        attempts += 1
+    return HealthReport(slots=tuple(latest[s.id] for s in slots), elapsed=clock() - started,
                         attempts=attempts)
 
 
