@@ -20,6 +20,7 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -111,7 +112,8 @@ def connect(target: PgUrl, *, what: str, autocommit: bool = True,
     params.setdefault("connect_timeout", str(CONNECT_TIMEOUT))
     params["application_name"] = application_name
     try:
-        return psycopg.connect(autocommit=autocommit, row_factory=dict_row, **params)
+        conninfo = make_conninfo(**params)
+        return psycopg.connect(conninfo, autocommit=autocommit, row_factory=dict_row)
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DatabaseUnavailable(
@@ -205,7 +207,7 @@ class ControlPlane:
             for number, name, text in migrations():
                 if number in done:
                     continue
-                conn.execute(text)  # type: ignore[arg-type]  # trusted, packaged SQL
+                conn.execute(text.encode())  # trusted, packaged SQL
                 conn.execute("INSERT INTO preview_slots_migrations (version, name) VALUES (%s, %s)",
                              (number, name))
                 applied.append(name)

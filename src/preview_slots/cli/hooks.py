@@ -3,6 +3,7 @@ and wait until it answers through the proxy before the URL is handed out."""
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
@@ -22,10 +23,10 @@ def readiness_hooks(config: Config) -> tuple[StopHook | None, ReadyHook | None]:
     if config.runtime.manager == "none":
         return None, None
     try:
-        from preview_slots.runtime.factory import make_manager
-    except ImportError:
+        factory = importlib.import_module("preview_slots.runtime.factory")
+    except ModuleNotFoundError:
         return None, None
-    manager = make_manager(config)
+    manager = factory.make_manager(config)
 
     def stop(slot: Slot) -> None:
         if config.runtime.stop_before_reset:
@@ -34,10 +35,10 @@ def readiness_hooks(config: Config) -> tuple[StopHook | None, ReadyHook | None]:
     def ready(slot: Slot, lease: Lease) -> None:
         manager.restart(slot)
         try:
-            from preview_slots.health import wait_until_routed_healthy
-        except ImportError:
+            health = importlib.import_module("preview_slots.health")
+        except ModuleNotFoundError:
             return
-        wait_until_routed_healthy(config, slot, manager, config.health.timeout * 6)
+        health.wait_until_routed_healthy(config, slot, manager, config.health.timeout * 6)
 
     return stop, ready
 

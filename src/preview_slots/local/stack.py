@@ -7,10 +7,12 @@ folder is touched (when run as root, the server runs as an unprivileged system u
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 from preview_slots.local.pg import LocalPostgres, free_port, pg_bin_dir
 
@@ -116,9 +118,9 @@ def pg_version(pg: LocalPostgres) -> str:
     return version_file.read_text().strip() if version_file.exists() else "?"
 
 
-def _services():  # type: ignore[no-untyped-def]
+def _services() -> ModuleType | None:
+    """The supervisord + Caddy part of the stack, when installed with this package."""
     try:
-        from preview_slots.local import services
-    except ImportError:
+        return importlib.import_module("preview_slots.local.services")
+    except ModuleNotFoundError:
         return None
-    return services
