@@ -25,7 +25,7 @@ def allocate(env: Env, run_id: str, *extra: str) -> dict[str, Any]:
 
 def test_allocate_resets_and_records_provenance(env: Env) -> None:
     data = allocate(env, "run-1")
-    assert JSON_KEYS <= data.keys()
+    assert data.keys() >= JSON_KEYS
     assert data["reset_status"] == "succeeded"
     assert data["slot_id"] in env.config.slot_ids
     slot = env.config.slot(data["slot_id"])
@@ -38,7 +38,7 @@ def test_allocate_resets_and_records_provenance(env: Env) -> None:
     assert len(rows) == 1
     cols = {r[0] for r in env.cp("SELECT column_name FROM information_schema.columns "
                                  "WHERE table_name = 'preview_db_resets'")}
-    assert SEED_COLUMNS <= cols
+    assert cols >= SEED_COLUMNS
     row = env.cp("SELECT run_id, slot_id, db_name, strategy, seed_version, snapshot_version, "
                  "reset_status, finished_at IS NOT NULL, details FROM preview_db_resets "
                  "WHERE id = %s", (data["reset_id"],))[0]

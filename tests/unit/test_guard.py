@@ -21,7 +21,7 @@ ALLOWED = {s.database for s in CONFIG.slots} | OWN
 
 @pytest.mark.parametrize("name", ["postgres", "template0", "template1", "preview_slots",
                                   "app_preview_4", "app_preview_1;", 'app_preview_1"', "APP_PREVIEW_1",
-                                  "app_preview_1 ", "аpp_preview_1", "pslots_build_other",
+                                  "app_preview_1 ", "\u0430pp_preview_1", "pslots_build_other",
                                   "pslots_tpl_X"])
 def test_refuses_names_outside_the_table(name: str) -> None:
     with pytest.raises(NotAllowedDatabase) as err:
