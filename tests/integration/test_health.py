@@ -493,3 +493,28 @@ def test_routed_over_https_sends_sni(tmp_path: Path) -> None:
     finally:
         stack.caddy.stop()
         stack.apps.stop_all()
+
+
+def test_seed_script_from_any_directory(stack: Stack, tmp_path: Path) -> None:
+    """``scripts/preview-slots-health-check.sh`` runs from anywhere, passing its flags on."""
+    stack.start()
+    script = HERE.parents[1] / "scripts" / "preview-slots-health-check.sh"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PREVIEW_SLOTS_CONFIG"}
+    args = ["--config", str(stack.toml), "--json", "--skip", "provenance"]
+    done = subprocess.run([str(script), *args], cwd=elsewhere, capture_output=True, text=True,
+                          env=env, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["healthy"] is True
+
+    # A copy without a .venv beside it falls back to `preview-slots` on PATH.
+    copy = elsewhere / "scripts" / script.name
+    copy.parent.mkdir()
+    shutil.copy2(script, copy)
+    env["PATH"] = f"{BIN}:{env.get('PATH', '')}"
+    stack.apps.stop(stack.slot("preview1"))
+    done = subprocess.run([str(copy), *args, "--slot", "preview1"], cwd="/", capture_output=True,
+                          text=True, env=env, timeout=60, check=False)
+    assert done.returncode == 1, done.stderr
+    assert cli_statuses(json.loads(done.stdout), "preview1")["direct"] == "fail"
