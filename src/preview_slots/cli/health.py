@@ -66,9 +66,13 @@ class _LastResets:
 
         self._plane = ControlPlane(config)
         self._lock = threading.Lock()
+        self._checked = False
 
     def __call__(self, slot_id: str) -> Mapping[str, Any] | None:
         with self._lock:
+            if not self._checked:
+                self._plane.require_schema()  # "run preview-slots init", not a crash
+                self._checked = True
             row = self._plane.last_reset(slot_id)
         return dict(row) if row is not None else None
 
