@@ -200,6 +200,7 @@ class CaddySettings:
     tls: TlsMode
     admin: str
     proxy_address: str
+    site_directives: tuple[str, ...] = ()  # extra lines in every slot's site block
 
 
 @dataclass(frozen=True)
@@ -273,7 +274,7 @@ _SECTIONS: dict[str, set[str]] = {
         "supervisor_url", "stop_before_reset",
     },
     "caddy": {"enabled", "caddyfile", "binary", "http_port", "https_port", "tls", "admin",
-              "proxy_address"},
+              "proxy_address", "site_directives"},
     "health": {"path", "timeout", "database_path"},
     "env": set(),
 }
@@ -406,6 +407,14 @@ def _env_table(value: Any, reader: _Reader, key: str) -> dict[str, str]:
                                "EnvironmentFile; put the value in a file and pass its path instead")
         out[name] = text
     return out
+
+
+def _lines(reader: _Reader, key: str) -> tuple[str, ...]:
+    value = reader.get(key, list, [])
+    if not all(isinstance(v, str) and v.strip() and not any(c in v for c in "\n\r\x00")
+               for v in value):
+        raise reader.error(key, "expected a list of one-line strings")
+    return tuple(value)
 
 
 def check_database_name(name: str) -> str | None:
@@ -558,6 +567,7 @@ def build_config(data: Mapping[str, Any], path: Path | None) -> Config:
         tls=cd.choice("tls", "auto", ("auto", "internal", "off")),
         admin=cd.text("admin", "localhost:2019"),
         proxy_address=cd.text("proxy_address", "127.0.0.1"),
+        site_directives=_lines(cd, "site_directives"),
     )
     hl = _table(data, "health", path)
     health_path = hl.text("path", "/health")
