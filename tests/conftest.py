@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,14 +27,19 @@ DEFAULT_LEASE = 'reset_ttl = "20s"\npoll_interval = "1s"'
 
 
 @pytest.fixture(scope="session")
-def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPostgres]:
-    """A real PostgreSQL server on loopback for the whole session."""
-    root = tmp_path_factory.mktemp("pg")
+def pg() -> Iterator[LocalPostgres]:
+    """A real PostgreSQL server on loopback for the whole session.
+
+    Its folder is outside pytest's temporary tree on purpose: when tests run as root the server
+    runs as an unprivileged user, and pytest resets its tree to mode 0700 (and prunes old runs)
+    whenever another pytest session starts."""
+    root = Path(tempfile.mkdtemp(prefix="preview-slots-test-pg-"))
     server = LocalPostgres(root, free_port(), pg_bin_dir())
     server.init()
     server.start()
     yield server
     server.stop("immediate")
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from preview_slots.durations import parse_duration
-from preview_slots.errors import ConfigError, UsageError
+from preview_slots.errors import ConfigError, NotAllowedDatabase, UsageError
 from preview_slots.redact import register_secret
 
 SLOT_ID_RE = re.compile(r"^[a-z][a-z0-9]*$")
@@ -452,7 +452,9 @@ def _slots(data: Mapping[str, Any], path: Path | None, app: str, prefix: str) ->
         if problem:
             raise r.error("database", f"{database!r} {problem}")
         if database in RESERVED_DATABASES or database.startswith(prefix):
-            raise r.error("database", f"{database!r} is reserved and can never be a slot database")
+            raise NotAllowedDatabase(database, f"{r.path or '<defaults>'}: {r.prefix}database is a "
+                                     "system database or uses preview-slots' reserved prefix "
+                                     f"{prefix!r}; it can never be a slot database")
         host = r.text("host", f"{slot_id}.example.com").lower()
         if not HOST_RE.fullmatch(host):
             raise r.error("host", f"{host!r} is not a valid host name")
@@ -521,9 +523,9 @@ def build_config(data: Mapping[str, Any], path: Path | None) -> Config:
         raise cp.error("url", "must name a database (postgresql://.../preview_slots)")
     for slot in slots:
         if slot.database in (control_plane.dbname, maintenance):
-            raise ConfigError(
-                f"{slot.database!r} is the control-plane or maintenance database",
-                path=where, key=f"slots.{slot.id}.database",
+            raise NotAllowedDatabase(
+                slot.database, f"{where or '<defaults>'}: slots.{slot.id}.database is the "
+                "control-plane or maintenance database; it can never be a slot database",
             )
 
     lease_r = _table(data, "lease", path)

@@ -34,7 +34,6 @@ def write(tmp_path: Path, text: str) -> Path:
     ("[lease]\nttll = '1h'\n", "lease.ttll", "unknown key"),
     ("[bogus]\n", "bogus", "unknown section"),
     ("[lease]\nttl = 'soon'\n", "lease.ttl", "duration"),
-    ("[[slots]]\nid = 'p1'\nport = 1\ndatabase = 'postgres'\n", "slots[0].database", "reserved"),
     ("[[slots]]\nid = 'p1'\nport = 1\ndatabase = 'App-DB'\n", "slots[0].database", "must match"),
     ("[[slots]]\nid = 'p1'\nport = 1\ndatabase = '" + "a" * 64 + "'\n", "slots[0].database",
      "63 bytes"),
@@ -46,8 +45,6 @@ def write(tmp_path: Path, text: str) -> Path:
     ("[runtime]\nmanager = 'docker'\n", "runtime.manager", "one of"),
     ("[env]\n'BAD-KEY' = 'x'\n", "env.BAD-KEY", "environment variable name"),
     ("[env]\nX = \"a\\nb\"\n", "env.X", "newline"),
-    ("[[slots]]\nid = 'p1'\nport = 1\ndatabase = 'preview_slots'\n", "slots.p1.database",
-     "control-plane"),
     ("not toml = = =\n", None, "not valid TOML"),
 ])
 def test_config_errors_name_file_key_and_problem(tmp_path: Path, text: str, key: str | None,
@@ -105,3 +102,18 @@ def test_password_in_urls_is_registered_and_masked() -> None:
     assert config.database.url.password == "s3cr3t-pw"
     assert "s3cr3t-pw" not in mask("connecting with s3cr3t-pw to postgresql://admin:s3cr3t-pw@db/x")
     assert "s3cr3t-pw" not in config.control_plane.masked()
+
+
+@pytest.mark.parametrize(("database", "words"), [
+    ("postgres", "system database"), ("template1", "system database"),
+    ("pslots_build_p1", "reserved prefix"), ("preview_slots", "control-plane"),
+])
+def test_disallowed_slot_databases_are_safety_refusals(tmp_path: Path, database: str,
+                                                       words: str) -> None:
+    from preview_slots.errors import NotAllowedDatabase
+
+    path = write(tmp_path, f"[[slots]]\nid = 'p1'\nport = 1\ndatabase = '{database}'\n")
+    with pytest.raises(NotAllowedDatabase) as err:
+        load_config(path)
+    assert err.value.exit_code == 4
+    assert str(path) in err.value.message and words in err.value.message
