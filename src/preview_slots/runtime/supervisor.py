@@ -306,8 +306,8 @@ class SupervisorManager:
                 if state in RUNNING_STATES:
                     pending.discard(name)
                 elif state in FAILED_STATES or state in ("STOPPED", "NOT LOADED"):
-                    raise RuntimeFailed(f"{name} did not start under supervisord ({state}"
-                                        f"{': ' + str(info['spawnerr']) if info and info.get('spawnerr') else ''})"
+                    why = f": {info['spawnerr']}" if info and info.get("spawnerr") else ""
+                    raise RuntimeFailed(f"{name} did not start under supervisord ({state}{why})"
                                         f"{self._log_tail(name)}")
             if not pending:
                 return
