@@ -1,6 +1,6 @@
 """A stand-in for one slot's web service: ``GET /health`` answers like the example app.
 
-Run as ``python slot_app.py --port P --slot S [--delay SECONDS] [--status CODE]``. The database
+Run as ``python slot_app.py --port P --slot S [--delay S] [--latency S] [--status CODE]``. The database
 it reports comes from ``DATABASE_URL`` in its environment, as the real app's does, so a service
 started with another slot's URL reports another slot's database (case C-11).
 """
@@ -21,6 +21,7 @@ def main() -> None:
     parser.add_argument("--slot", required=True)
     parser.add_argument("--delay", type=float, default=0.0, help="sleep before listening")
     parser.add_argument("--status", type=int, default=200)
+    parser.add_argument("--latency", type=float, default=0.0, help="sleep before each answer")
     args = parser.parse_args()
     database = urlsplit(os.environ.get("DATABASE_URL", "")).path.lstrip("/") or None
 
@@ -29,6 +30,7 @@ def main() -> None:
             if self.path.split("?")[0] != "/health":
                 self.send_error(404)
                 return
+            time.sleep(args.latency)
             ok = args.status == 200
             body = json.dumps({"status": "ok" if ok else "error", "slot": args.slot,
                                "database": database}).encode()

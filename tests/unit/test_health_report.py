@@ -185,3 +185,21 @@ def test_github_output_refuses_bad_keys_and_unwritable_files(tmp_path: Path) -> 
         github_output_lines({"a=b": "x"})
     with pytest.raises(OperationFailed, match="cannot write the CI output file"):
         write_github_output(tmp_path / "missing" / "out", {"slot": "preview1"})
+
+
+def test_cells_are_short() -> None:
+    from preview_slots.health.render import cell
+
+    assert cell(CheckResult(CheckName.DIRECT, CheckStatus.OK, code=200, latency=0.0031)) == \
+        "ok 200 3.1ms"
+    assert cell(CheckResult(CheckName.ROUTED, CheckStatus.FAIL, code=502, latency=0.04)) == \
+        "FAIL 502 40ms"
+    assert cell(CheckResult(CheckName.DIRECT, CheckStatus.FAIL, latency=0.001)) == "FAIL"
+    assert cell(CheckResult(CheckName.SERVICE, CheckStatus.OK,
+                            detail="RUNNING, pid 42, 0 restarts")) == "ok RUNNING"
+    assert cell(CheckResult(CheckName.DATABASE, CheckStatus.OK, code=200,
+                            detail="app_preview_1")) == "ok app_preview_1"
+    assert cell(CheckResult(CheckName.PROVENANCE, CheckStatus.OK,
+                            detail="seed v1 (run pr-12, 2026-01-02T03:04:05+00:00)")) == \
+        "ok seed v1"
+    assert cell(CheckResult(CheckName.PROVENANCE, CheckStatus.SKIP, reason="x")) == "skip"

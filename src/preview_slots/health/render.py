@@ -7,6 +7,7 @@ from typing import Any
 
 from preview_slots.health.model import (
     ALL_CHECKS,
+    CheckName,
     CheckResult,
     CheckStatus,
     HealthReport,
@@ -21,19 +22,20 @@ def _latency(seconds: float | None) -> str:
     return f"{ms:.0f}ms" if ms >= 10 else f"{ms:.1f}ms"
 
 
+HTTP_CHECKS = (CheckName.DIRECT, CheckName.ROUTED)
+
+
 def cell(result: CheckResult) -> str:
-    """``ok 200 3.1ms``, ``FAIL 502 4ms``, ``FAIL refused``, ``skip``."""
+    """``ok 200 3.1ms``, ``FAIL 502 4ms``, ``FAIL``, ``ok RUNNING``, ``ok app_preview_1``, ``skip``."""
     if result.status is CheckStatus.SKIP:
         return "skip"
-    word = "ok" if result.status is CheckStatus.OK else "FAIL"
-    parts = [word]
-    if result.code is not None:
-        parts.append(str(result.code))
+    parts = ["ok" if result.status is CheckStatus.OK else "FAIL"]
+    if result.name in HTTP_CHECKS:
+        if result.code is not None:
+            parts.append(str(result.code))
+            parts.append(_latency(result.latency))
     elif result.status is CheckStatus.OK and result.detail:
-        parts.append(result.detail.split(",")[0])
-    latency = _latency(result.latency)
-    if latency and result.code is not None:
-        parts.append(latency)
+        parts.append(result.detail.split(" (")[0].split(",")[0])
     return " ".join(parts)
 
 

@@ -244,6 +244,10 @@ def database_verdict(
         return CheckResult(name, CheckStatus.OK, **common, detail=slot.database,
                            data={"database": slot.database,
                                  "sources": [source for source, _ in evidence]})
+    if isinstance(report, ProbeFailure) and environment is None:
+        return CheckResult(name, CheckStatus.FAIL, **common,
+                           reason=f"cannot tell which database the service uses: it does not "
+                           f"answer ({report.reason})")
     if isinstance(report, ProbeFailure):
         why = f"the health endpoint did not answer ({report.reason})"
     elif isinstance(report, Response):
