@@ -47,14 +47,9 @@ def make_manager(config: Config) -> ServiceManager | None:
     """The configured service manager, or None when there is none to ask."""
     if config.runtime.manager == "none":
         return None
-    from importlib import import_module
+    from preview_slots.runtime.factory import make_manager as factory
 
-    try:
-        factory = import_module("preview_slots.runtime.factory")
-    except ModuleNotFoundError:
-        return None
-    manager: ServiceManager = factory.make_manager(config)
-    return manager
+    return factory(config)
 
 
 class _LastResets:
