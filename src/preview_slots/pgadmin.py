@@ -121,6 +121,9 @@ class SlotServer:
     def server_version(self) -> str:
         return str(self._exec("SHOW server_version")[0]["server_version"])
 
+    def available_extensions(self) -> set[str]:
+        return {r["name"] for r in self._exec("SELECT name FROM pg_available_extensions")}
+
     def exists(self, name: str) -> bool:
         return bool(self._exec("SELECT 1 FROM pg_database WHERE datname = %s", (name,)))
 

@@ -44,6 +44,17 @@ class SourceRequest:
     snapshot_version: str | None = None
 
     def resolve(self, config: Config) -> Source:
+        """Find the version and check it can be loaded, before anything is claimed or dropped."""
+        source = self._find(config)
+        if source.extensions:
+            from preview_slots.pgadmin import SlotServer
+            from preview_slots.sources import check_extensions
+
+            with SlotServer(config) as server:
+                check_extensions(source, server.available_extensions())
+        return source
+
+    def _find(self, config: Config) -> Source:
         if self.strategy == "seed":
             if not self.seed_version or self.snapshot_version:
                 raise UsageError("--strategy seed needs --seed-version (and no --snapshot-version)")
