@@ -188,8 +188,8 @@ class ControlPlane:
 
             try:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target.dbname)))
-            except pg_errors.DuplicateDatabase:
-                return False
+            except (pg_errors.DuplicateDatabase, pg_errors.UniqueViolation):
+                return False  # a concurrent `init` created it first (pg_database's unique index)
             return True
 
     def migrate(self) -> list[str]:
