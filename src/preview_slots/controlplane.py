@@ -258,10 +258,13 @@ class ControlPlane:
 
     def claim(self, run_id: str, *, slot_ids: Sequence[str], ttl: float, strategy: str | None,
               seed_version: str | None, snapshot_version: str | None,
-              slot_id: str | None = None) -> Lease | None:
+              slot_id: str | None = None, waiter_id: int | None = None) -> Lease | None:
         """One short transaction: pick a free slot (or the given one), bump its generation and
-        insert a resetting lease. Returns None when no slot is free. Raises
+        insert a resetting lease. Returns None when no slot is free, or when waiters queued
+        before this caller (``waiter_id``, None when not in line) come first. Raises
         ``psycopg.errors.UniqueViolation`` when another claimer won a race (callers retry)."""
+        if slot_id is None and not self.my_turn(slot_ids, waiter_id):
+            return None
         with self.transaction():
             self.expire()
             if slot_id is not None:
@@ -285,7 +288,34 @@ class ControlPlane:
             assert lease_row is not None
             lease = Lease.from_row(lease_row, db_name=row["db_name"])
             self.event(lease, "granted", owner=owner_tag())
+            if waiter_id is not None:
+                self.q("leave_queue", {"waiter_id": waiter_id})
             return lease
+
+    # -- waiting in line (migration 002) -------------------------------------------------------
+
+    def my_turn(self, slot_ids: Sequence[str], waiter_id: int | None) -> bool:
+        row = self.one("my_turn", {"slot_ids": list(slot_ids), "waiter_id": waiter_id})
+        return bool(row and row["ok"])
+
+    def enqueue(self, run_id: str, ttl: float) -> int:
+        self.q("purge_waiters")
+        row = self.one("enqueue_waiter", {"run_id": run_id, "owner": owner_tag(), "ttl": ttl})
+        assert row is not None
+        return int(row["waiter_id"])
+
+    def keep_place(self, run_id: str, waiter_id: int, ttl: float) -> int:
+        """Heartbeat our place in line; a place that lapsed (we were paused) is given up and we
+        queue again at the back."""
+        if self.one("waiter_heartbeat", {"waiter_id": waiter_id, "ttl": ttl}) is not None:
+            return waiter_id
+        self.q("leave_queue", {"waiter_id": waiter_id})
+        return self.enqueue(run_id, ttl)
+
+    def leave_queue(self, waiter_id: int) -> None:
+        with self.transaction():
+            self.q("leave_queue", {"waiter_id": waiter_id})
+            self.conn.execute("SELECT pg_notify('preview_slots_released', 'queue')")
 
     def heartbeat(self, lease: Lease, ttl: float) -> datetime | None:
         row = self.one("heartbeat", {"lease_id": lease.lease_id, "generation": lease.generation,

@@ -149,7 +149,7 @@ def test_service_states() -> None:
     assert ok.status is CheckStatus.OK and ok.detail == "active, pid 42, 1 restart"
     down = ServiceState(unit="u", active=False, state="failed", detail="exit-code")
     bad = service_verdict("u", down, None, "systemd")
-    assert bad.status is CheckStatus.FAIL and bad.reason == "u is failed: exit-code"
+    assert bad.status is CheckStatus.FAIL and bad.reason == "u is failed (exit-code)"
     err = service_verdict("u", None, "supervisord is not running", "supervisor")
     assert err.status is CheckStatus.FAIL and err.reason == "supervisord is not running"
     assert service_verdict("u", None, None, None).status is CheckStatus.SKIP

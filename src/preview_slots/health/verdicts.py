@@ -176,7 +176,7 @@ def service_verdict(unit: str, state: ServiceState | None, error: str | None,
     if not state.active:
         return CheckResult(name, CheckStatus.FAIL, latency=latency, target=target, data=data,
                            reason=f"{unit} is {state.state}"
-                           + (f": {state.detail}" if state.detail else ""))
+                           + (f" ({state.detail})" if state.detail else ""))
     return CheckResult(name, CheckStatus.OK, latency=latency, target=target, detail=detail,
                        data=data)
 

@@ -173,3 +173,32 @@ SELECT * FROM preview_db_resets WHERE slot_id = %(slot_id)s ORDER BY id DESC LIM
 -- name: holders
 SELECT l.slot_id, l.run_id, l.state, l.expires_at, l.expires_at - now() AS remaining
 FROM leases l WHERE l.state IN ('resetting', 'ready') ORDER BY l.slot_id;
+
+-- name: my_turn
+-- Fair waiting (migration 002): may this caller claim now? Only when fewer live waiters queued
+-- before it (every live waiter, for a caller not in line) than there are free slots. A slot whose
+-- lease ran out counts as free: the claim itself ends that lease.
+SELECT (SELECT count(*) FROM waiters w WHERE w.expires_at > now()
+          AND (%(waiter_id)s::bigint IS NULL OR w.waiter_id < %(waiter_id)s::bigint))
+     < (SELECT count(*) FROM slots s
+        WHERE s.slot_id = ANY(%(slot_ids)s) AND s.status = 'active'
+          AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.slot_id = s.slot_id
+                          AND l.state IN ('resetting', 'ready') AND l.expires_at > now()))
+       AS ok;
+
+-- name: enqueue_waiter
+INSERT INTO waiters (run_id, owner, expires_at)
+VALUES (%(run_id)s, %(owner)s, now() + make_interval(secs => %(ttl)s))
+RETURNING waiter_id;
+
+-- name: waiter_heartbeat
+-- Zero rows back: our place in line lapsed (we were paused past its expiry); queue again.
+UPDATE waiters SET heartbeat_at = now(), expires_at = now() + make_interval(secs => %(ttl)s)
+WHERE waiter_id = %(waiter_id)s AND expires_at > now()
+RETURNING waiter_id;
+
+-- name: leave_queue
+DELETE FROM waiters WHERE waiter_id = %(waiter_id)s RETURNING waiter_id;
+
+-- name: purge_waiters
+DELETE FROM waiters WHERE expires_at < now() - interval '1 minute';
