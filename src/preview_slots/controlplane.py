@@ -312,6 +312,20 @@ class ControlPlane:
         self.q("leave_queue", {"waiter_id": waiter_id})
         return self.enqueue(run_id, ttl)
 
+    def wait_for_notify(self, channel: str, timeout: float) -> None:
+        """Block until a notification on ``channel`` arrives or ``timeout`` seconds pass."""
+        try:
+            from psycopg import sql
+
+            self.conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+            for _ in self.conn.notifies(timeout=timeout, stop_after=1):
+                pass
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailable(
+                f"lost the control plane at {self.config.control_plane.masked()}: "
+                f"{mask(str(exc).strip().splitlines()[0] if str(exc).strip() else 'closed')}"
+            ) from exc
+
     def leave_queue(self, waiter_id: int) -> None:
         with self.transaction():
             self.q("leave_queue", {"waiter_id": waiter_id})

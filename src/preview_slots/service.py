@@ -124,11 +124,21 @@ def _holders_text(cp: ControlPlane) -> str:
 
 def _wait_for_release(cp: ControlPlane, timeout: float) -> None:
     """LISTEN for a release notification, or until ``timeout`` (polling is the fallback)."""
-    if timeout <= 0:
-        return
-    cp.conn.execute("LISTEN preview_slots_released")
-    for _ in cp.conn.notifies(timeout=timeout, stop_after=1):
-        pass
+    if timeout > 0:
+        cp.wait_for_notify("preview_slots_released", timeout)
+
+
+def _waiter_ttl(config: Config) -> float:
+    """How long a place in line outlives its last heartbeat (one per poll, at the latest)."""
+    return 3 * config.lease.poll_interval + 1
+
+
+def _leave_queue(cp: ControlPlane, waiter: int | None) -> None:
+    if waiter is not None:
+        try:
+            cp.leave_queue(waiter)
+        except PreviewSlotsError as exc:  # our place lapses by itself once it stops heartbeating
+            log.debug("could not leave the queue: %s", exc.message)
 
 
 def _existing(cp: ControlPlane, run_id: str, want: SourceRequest | None) -> Row | None:
@@ -185,49 +195,80 @@ def allocate(
         if dry_run:
             return _allocate_plan(config, cp, run_id, request, source)
         cp.sync_slots()
-        deadline = time.monotonic() + wait
-        announced = False
-        lease: Lease | None = None
-        for _ in range(100000):
+        claimed = _claim_in_turn(config, cp, run_id, request, source, wait, on_wait)
+        if not isinstance(claimed, Lease):
+            return _allocation(config, cp, claimed, reused=True)
+        lease = claimed
+        failpoints.hit("after_claim")
+        slot = config.slot(lease.slot_id)
+        outcome = _reset_under_lease(config, cp, lease, slot, source, "rebuild", hold,
+                                     stop_service, after_reset)
+        ready = cp.live_lease_for_run(run_id)
+        if ready is None:
+            raise LeaseLost(f"run {run_id}'s lease ended (released or expired) right after its "
+                            "reset: allocate again")
+        result = _allocation(config, cp, ready, reused=False, checksum=source.checksum)
+        result.reset_id = outcome.reset_id
+        result.reset_status = outcome.status.value
+        return result
+
+
+def _claim_in_turn(config: Config, cp: ControlPlane, run_id: str, request: SourceRequest,
+                   source: Source, wait: float,
+                   on_wait: Callable[[str], None] | None) -> Lease | Row:
+    """Claim a slot for ``run_id`` (a resetting lease), waiting up to ``wait`` seconds in line
+    behind earlier waiters; or return the run's ready lease row when it already holds one."""
+    deadline = time.monotonic() + wait
+    announced = False
+    waiter: int | None = None
+    retries = 0
+    try:
+        while True:
             row = _existing(cp, run_id, request)
             if row is not None and row["state"] == LeaseState.READY:
-                return _allocation(config, cp, row, reused=True)
+                return row
             if row is not None:  # another process of this run is resetting: wait for it
+                _leave_queue(cp, waiter)
+                waiter = None
                 if on_wait and not announced:
                     on_wait(f"run {run_id} is already being reset on slot {row['slot_id']} "
                             "by another process; waiting for it")
                     announced = True
                 time.sleep(min(0.2, config.lease.heartbeat_interval))
                 continue
+            if waiter is not None:
+                waiter = cp.keep_place(run_id, waiter, _waiter_ttl(config))
             try:
                 lease = cp.claim(run_id, slot_ids=config.slot_ids, ttl=config.lease.reset_ttl,
                                  strategy=request.strategy, seed_version=source.seed_version,
-                                 snapshot_version=source.snapshot_version)
+                                 snapshot_version=source.snapshot_version, waiter_id=waiter)
             except pg_errors.UniqueViolation:
                 time.sleep(random.uniform(0.001, 0.02))  # lost a race: look again
                 continue
             if lease is not None:
-                break
+                waiter = None  # the claim took our place in line with it
+                return lease
+            if retries < CLAIM_RETRIES and (cp.live_lease_for_run(run_id) is not None
+                                            or cp.my_turn(config.slot_ids, waiter)):
+                # SKIP LOCKED passed over a free slot that a concurrent claim has locked (it may
+                # yet fail), or another process of this run just got a lease: look again
+                retries += 1
+                time.sleep(random.uniform(0.005, 0.02))
+                continue
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise NoSlotFree(f"no slot free for run {run_id} within "
                                  f"{format_duration(wait)}: {_holders_text(cp)}")
+            if waiter is None:
+                waiter = cp.enqueue(run_id, _waiter_ttl(config))
             if on_wait and not announced:
                 on_wait(f"all slots are busy ({_holders_text(cp)}); waiting up to "
                         f"{format_duration(remaining)}")
                 announced = True
             _wait_for_release(cp, min(config.lease.poll_interval, remaining))
-        assert lease is not None
-        failpoints.hit("after_claim")
-        slot = config.slot(lease.slot_id)
-        outcome = _reset_under_lease(config, cp, lease, slot, source, "rebuild", hold,
-                                     stop_service, after_reset)
-        ready = cp.live_lease_for_run(run_id)
-        assert ready is not None
-        result = _allocation(config, cp, ready, reused=False, checksum=source.checksum)
-        result.reset_id = outcome.reset_id
-        result.reset_status = outcome.status.value
-        return result
+            retries = 0
+    finally:
+        _leave_queue(cp, waiter)
 
 
 def _reset_under_lease(config: Config, cp: ControlPlane, lease: Lease, slot: Slot,
