@@ -158,7 +158,8 @@ def run_reset(
         )
         try:
             if mode == "rebuild":
-                _rebuild(config, server, fence, slot, source, phases, app_name, stop_service)
+                _rebuild(config, server, fence, slot, source, phases, app_name, stop_service,
+                         details)
             else:
                 assert source is not None and source.kind == "seed"
                 fence.check("seed")
@@ -192,7 +193,8 @@ def run_reset(
 
 
 def _rebuild(config: Config, server: SlotServer, fence: Fence, slot: Slot, source: Source | None,
-             phases: _Phases, app_name: str, stop_service: ServiceHook | None) -> None:
+             phases: _Phases, app_name: str, stop_service: ServiceHook | None,
+             details: dict[str, Any]) -> None:
     build, old = build_name(config, slot), old_name(config, slot)
     generation = fence.lease.generation
     with phases.phase("prepare"):
@@ -200,18 +202,22 @@ def _rebuild(config: Config, server: SlotServer, fence: Fence, slot: Slot, sourc
         for leftover in (build, old):
             if server.exists(leftover):
                 server.drop(leftover)
-        fence.check(f"creating {build}")
-        server.create(build, comment=marker(slot, generation))
-    failpoints.hit("after_create")
-    if source is not None:
-        fence.check("loading")
-        with phases.phase("load"):
-            failpoints.hit_later("mid_seed")
-            if source.kind == "seed":
-                apply_seed(config, source, build, prelude=_prelude(slot, generation),
-                           application_name=app_name)
-            else:
-                restore_snapshot(config, source, build, application_name=app_name)
+    if source is not None and config.cache.templates:
+        _build_from_cache(config, server, fence, slot, source, phases, app_name, details)
+    else:
+        with phases.phase("create"):
+            fence.check(f"creating {build}")
+            server.create(build, comment=marker(slot, generation))
+        failpoints.hit("after_create")
+        if source is not None:
+            fence.check("loading")
+            with phases.phase("load"):
+                failpoints.hit_later("mid_seed")
+                if source.kind == "seed":
+                    apply_seed(config, source, build, prelude=_prelude(slot, generation),
+                               application_name=app_name)
+                else:
+                    restore_snapshot(config, source, build, application_name=app_name)
     failpoints.hit("before_swap")
     with phases.phase("swap"):
         if stop_service is not None:
@@ -220,9 +226,43 @@ def _rebuild(config: Config, server: SlotServer, fence: Fence, slot: Slot, sourc
         fence.check(f"swapping {build} into {slot.database}")
         server.swap_in(build, slot.database, old)
     failpoints.hit("after_swap")
-    with phases.phase("drop_old"):
-        if server.exists(old):
-            server.drop(old)
+
+
+def _build_from_cache(config: Config, server: SlotServer, fence: Fence, slot: Slot,
+                      source: Source, phases: _Phases, app_name: str,
+                      details: dict[str, Any]) -> None:
+    """Fill ``<prefix>build_<slot>`` from the template cache: take the slot's warm spare when it
+    was cloned from the right template, else clone the template (building it first if needed)."""
+    from preview_slots import cache
+
+    build, generation = build_name(config, slot), fence.lease.generation
+    with phases.phase("template"):
+        template, built = cache.ensure_template(config, server, source, app_name)
+    details.update(template=template, template_built=built, clone="template")
+    if config.cache.spares:
+        with phases.phase("spare"), cache.spare_lock(server, slot, wait=False) as got:
+            spare = cache.find_spare(config, server, slot, template) if got else None
+            if spare is not None:
+                fence.check(f"taking spare {spare.name}")
+                server.rename(spare.name, build)
+                server.set_comment(build, marker(slot, generation))
+                details.update(clone="spare", spare_built_at=spare.built_at)
+    if details["clone"] == "template":
+        with phases.phase("clone"):
+            fence.check(f"cloning {template} into {build}")
+            cache.clone(config, server, template, build, marker(slot, generation))
+    failpoints.hit("after_create")
+
+
+def drop_leftover(config: Config, slot: Slot) -> None:
+    """Drop the slot's previous database, renamed away by the swap: after the slot is ready."""
+    name = old_name(config, slot)
+    try:
+        with SlotServer(config, application_name=f"preview-slots cleanup slot={slot.id}") as s:
+            if s.exists(name):
+                s.drop(name)
+    except PreviewSlotsError as exc:  # the next reset of the slot drops it anyway
+        log.warning("could not drop %s yet: %s", name, exc.message)
 
 
 def _prelude(slot: Slot, generation: int) -> str:

@@ -28,7 +28,7 @@ from preview_slots.errors import (
     SlotQuarantined,
     UsageError,
 )
-from preview_slots.reset import Fence, Mode, ResetOutcome, run_reset
+from preview_slots.reset import Fence, Mode, ResetOutcome, drop_leftover, run_reset
 from preview_slots.sources import Source, resolve_seed, resolve_snapshot
 
 log = logging.getLogger(__name__)
@@ -299,6 +299,8 @@ def _reset_under_lease(config: Config, cp: ControlPlane, lease: Lease, slot: Slo
                         {**outcome.details, "error": "lease lost before marking ready"})
         raise LeaseLost("lease lost before marking the slot ready: another run holds it now")
     cp.finish_reset(outcome.reset_id, ResetStatus.SUCCEEDED, outcome.details)
+    if mode == "rebuild":
+        drop_leftover(config, slot)
     return outcome
 
 

@@ -45,10 +45,12 @@ def test_allocate_resets_and_records_provenance(env: Env) -> None:
     assert row[:8] == ("run-1", slot.id, slot.database, "seed", "v1", None, "succeeded", True)
     details = row[8]
     assert len(details["checksum"]) == 64
-    assert {"load", "swap", "prepare"} <= details["phases"].keys()
+    assert details["phases"].keys() >= {"template", "clone", "swap", "prepare"}
+    assert details["template_built"] is True and details["clone"] == "template"
     assert details["server_version"] and details["tool_version"] and details["host"]
-    # nothing of the tool's working databases is left behind
-    assert not any(d.startswith("c" + env.tag + "_") for d in env.databases())
+    # of the tool's working databases only the template remains (no build, no old copy)
+    own = [d for d in env.databases() if d.startswith("c" + env.tag + "_")]
+    assert own == [details["template"]]
 
 
 def test_same_run_gets_its_slot_back_without_a_second_reset(env: Env) -> None:

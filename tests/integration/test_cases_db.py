@@ -84,7 +84,8 @@ def test_c04_a_seed_that_fails_half_way(loaded: Env) -> None:
     assert "020_orders.sql line 40" in line and "SQLSTATE 23503" in line, line
     # nothing partial: the slot database still has what it had; no half-built copy remains
     assert env.checksum(slot.database) == before
-    assert not any(d.startswith(f"c{env.tag}_") for d in env.databases())
+    own = [d for d in env.databases() if d.startswith(f"c{env.tag}_")]
+    assert all("_tpl_seed_v1_" in d and not d.endswith("_b") for d in own), own
     row = env.cp("SELECT reset_status, details FROM preview_db_resets WHERE run_id = 'r3'")[0]
     assert row[0] == "failed"
     assert "020_orders.sql line 40" in row[1]["error"] and row[1]["sqlstate"] == "23503"
