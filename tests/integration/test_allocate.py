@@ -220,4 +220,6 @@ def test_init_is_idempotent_and_safe_concurrently(make_env: Callable[..., Env]) 
     assert codes == [0, 0, 0, 0], [p.communicate() for p in procs]
     again = env.cli("init")
     assert again.returncode == 0 and "already up to date" in again.stdout
-    assert env.cp("SELECT count(*) FROM preview_slots_migrations") == [(1,)]
+    from preview_slots.controlplane import migrations
+
+    assert env.cp("SELECT count(*) FROM preview_slots_migrations") == [(len(migrations()),)]
