@@ -224,37 +224,40 @@ def _claim_in_turn(config: Config, cp: ControlPlane, run_id: str, request: Sourc
     retries = 0
     try:
         while True:
-            row = _existing(cp, run_id, request)
-            if row is not None and row["state"] == LeaseState.READY:
-                return row
-            if row is not None:  # another process of this run is resetting: wait for it
-                _leave_queue(cp, waiter)
-                waiter = None
-                if on_wait and not announced:
-                    on_wait(f"run {run_id} is already being reset on slot {row['slot_id']} "
-                            "by another process; waiting for it")
-                    announced = True
-                time.sleep(min(0.2, config.lease.heartbeat_interval))
-                continue
             if waiter is not None:
                 waiter = cp.keep_place(run_id, waiter, _waiter_ttl(config))
-            try:
-                lease = cp.claim(run_id, slot_ids=config.slot_ids, ttl=config.lease.reset_ttl,
-                                 strategy=request.strategy, seed_version=source.seed_version,
-                                 snapshot_version=source.snapshot_version, waiter_id=waiter)
-            except pg_errors.UniqueViolation:
-                time.sleep(random.uniform(0.001, 0.02))  # lost a race: look again
-                continue
-            if lease is not None:
-                waiter = None  # the claim took our place in line with it
-                return lease
-            if retries < CLAIM_RETRIES and (cp.live_lease_for_run(run_id) is not None
-                                            or cp.my_turn(config.slot_ids, waiter)):
-                # SKIP LOCKED passed over a free slot that a concurrent claim has locked (it may
-                # yet fail), or another process of this run just got a lease: look again
-                retries += 1
-                time.sleep(random.uniform(0.005, 0.02))
-                continue
+            # in line and not our turn yet: two cheap queries per wake-up, nothing more
+            if waiter is None or cp.my_turn(config.slot_ids, waiter):
+                row = _existing(cp, run_id, request)
+                if row is not None and row["state"] == LeaseState.READY:
+                    return row
+                if row is not None:  # another process of this run is resetting: wait for it
+                    _leave_queue(cp, waiter)
+                    waiter = None
+                    if on_wait and not announced:
+                        on_wait(f"run {run_id} is already being reset on slot {row['slot_id']} "
+                                "by another process; waiting for it")
+                        announced = True
+                    time.sleep(min(0.2, config.lease.heartbeat_interval))
+                    continue
+                try:
+                    lease = cp.claim(run_id, slot_ids=config.slot_ids,
+                                     ttl=config.lease.reset_ttl, strategy=request.strategy,
+                                     seed_version=source.seed_version,
+                                     snapshot_version=source.snapshot_version, waiter_id=waiter)
+                except pg_errors.UniqueViolation:
+                    time.sleep(random.uniform(0.001, 0.02))  # lost a race: look again
+                    continue
+                if lease is not None:
+                    waiter = None  # the claim took our place in line with it
+                    return lease
+                if retries < CLAIM_RETRIES and (cp.live_lease_for_run(run_id) is not None
+                                                or cp.my_turn(config.slot_ids, waiter)):
+                    # SKIP LOCKED passed over a free slot that a concurrent claim has locked (it
+                    # may yet fail), or another process of this run just got a lease: look again
+                    retries += 1
+                    time.sleep(random.uniform(0.005, 0.02))
+                    continue
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise NoSlotFree(f"no slot free for run {run_id} within "
