@@ -249,3 +249,26 @@ def test_slot_database_gone(real: RealStack) -> None:
     finally:
         with psycopg.connect(real.pg.url("postgres"), autocommit=True) as conn:
             conn.execute(f'ALTER DATABASE "{slot.database}_away" RENAME TO "{slot.database}"')
+
+
+def test_provenance_of_a_failed_reset(real: RealStack) -> None:
+    """A failed reset recorded for preview3 makes it unhealthy, with the recorded error; a
+    later successful one makes it healthy again."""
+    slot = real.config.slot("preview3")
+    insert = ("INSERT INTO preview_db_resets (run_id, slot_id, db_name, strategy, seed_version, "
+              "reset_status, finished_at, details) VALUES (%s, %s, %s, 'seed', %s, %s, now(), "
+              "%s::jsonb)")
+    with psycopg.connect(real.pg.url(real.config.control_plane.dbname), autocommit=True) as conn:
+        conn.execute(insert, ("health-9", slot.id, slot.database, "v3", "failed",
+                              json.dumps({"error": "020_orders.sql:40: SQLSTATE 23503"})))
+        try:
+            done = real.cli("health", "--skip", "direct", "--skip", "routed")
+            assert done.returncode == 1
+            assert ("preview3 provenance: the last reset failed (seed v3, run health-9): "
+                    "020_orders.sql:40: SQLSTATE 23503") in done.stdout
+            assert "2 of 3 slots healthy; unhealthy: preview3" in done.stdout
+        finally:
+            conn.execute(insert, ("health-10", slot.id, slot.database, "v1", "succeeded", "{}"))
+    code, payload = real.health("--slot", "preview3")
+    assert code == 0, payload
+    assert checks(payload, "preview3")["provenance"]["detail"].startswith("seed v1 (run health-10")
