@@ -17,6 +17,7 @@ table, to show which data the slot serves.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -104,10 +105,8 @@ def main() -> int:
     server.daemon_threads = True
     print(f"example app: slot {Handler.slot or '?'} on http://{host}:{port}/, "
           f"database {database_name(url)}", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from preview_slots.errors import ConfigError
+from preview_slots.errors import ConfigError, RuntimeFailed
 from preview_slots.redact import register_secret
 
 if TYPE_CHECKING:
@@ -176,7 +176,20 @@ def instance(slot: Slot) -> str:
 
 
 def env_path(config: Config, slot: Slot) -> Path:
-    return config.runtime.env_dir / f"{instance(slot)}.env"
+    return env_file_in(config.runtime.env_dir, slot)
+
+
+def env_file_in(env_dir: Path, slot: Slot) -> Path:
+    return env_dir / f"{instance(slot)}.env"
+
+
+def require_env_file(env_dir: Path, slot: Slot) -> None:
+    """Refuse to (re)start a slot's service whose env file is missing: the manager would refuse
+    too, but only after stopping what runs (case C-11)."""
+    path = env_file_in(env_dir, slot)
+    if not path.exists():
+        raise RuntimeFailed(f"{slot.unit} cannot start: its env file {path} is missing (run "
+                            "`preview-slots provision`); the service was left as it was")
 
 
 def public_url(config: Config, slot: Slot) -> str:

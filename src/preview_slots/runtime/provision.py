@@ -253,8 +253,10 @@ def _plan_supervisor(config: Config, slots: tuple[Slot, ...], backends: Backends
             actions.append(action)
         if (action is not None and action.content_changed) or not st.loaded:
             update.append(slot)
-        elif st.active and slot.id in env_changed:
+        elif slot.id in env_changed and (st.active or st.statename == "STARTING"):
             later.append(RestartService(slot, "env file changed"))
+        elif st.statename == "STARTING":
+            pass  # supervisord is starting it: only wait for it below
         elif not st.active:
             later.append(StartService(slot, f"it is {st.statename}"))
         else:

@@ -28,13 +28,12 @@ from preview_slots.errors import ConfigError, RuntimeFailed
 from preview_slots.redact import mask
 from preview_slots.runtime.base import ServiceState
 from preview_slots.runtime.command import exec_argv
-from preview_slots.runtime.envfile import env_path
+from preview_slots.runtime.envfile import env_path, require_env_file
 from preview_slots.runtime.proc import read_environ
 
 PROGRAM_MODE = 0o644
 ENVEXEC = "preview_slots.runtime.envexec"
 RUNNING_STATES = frozenset({"RUNNING"})
-STARTING_STATES = frozenset({"STARTING", "BACKOFF"})
 FAILED_STATES = frozenset({"FATAL", "EXITED", "UNKNOWN"})
 # Fault codes from supervisor.xmlrpc.Faults
 BAD_NAME, NOT_RUNNING, ALREADY_STARTED, STILL_RUNNING = 10, 70, 60, 91
@@ -231,14 +230,15 @@ class SupervisorManager:
         self.wait_running([slot])
 
     def start_nowait(self, slot: Slot) -> None:
+        require_env_file(self.settings.env_dir, slot)
         status = self._info(slot)
         if not status.loaded:
             raise RuntimeFailed(f"supervisord has no program {status.name}: run "
                                 "`preview-slots provision` first")
-        if status.statename in STARTING_STATES:
-            self._stop(status.name)
-        if status.active:
+        if status.active or status.statename == "STARTING":
             return
+        if status.statename == "BACKOFF":  # start afresh, with a new count of retries
+            self._stop(status.name)
         try:
             self.call("startProcess", status.name, False)
         except xmlrpc.client.Fault as exc:
@@ -260,6 +260,7 @@ class SupervisorManager:
         self.wait_running([slot])
 
     def restart_nowait(self, slot: Slot) -> None:
+        require_env_file(self.settings.env_dir, slot)
         self._stop(program_name(slot))
         self.start_nowait(slot)
 

@@ -20,7 +20,7 @@ from preview_slots.errors import CommandFailed, RuntimeFailed
 from preview_slots.runner import Result, run
 from preview_slots.runtime.base import ServiceState
 from preview_slots.runtime.command import exec_argv
-from preview_slots.runtime.envfile import instance
+from preview_slots.runtime.envfile import instance, require_env_file
 from preview_slots.runtime.proc import host_pid_of, read_environ
 
 UNIT_MODE = 0o644
@@ -170,6 +170,7 @@ class SystemdManager:
         return self.show([service_name(slot)])[service_name(slot)].as_state()
 
     def start(self, slot: Slot) -> None:
+        require_env_file(self.settings.env_dir, slot)
         unit = service_name(slot)
         if self.show([unit])[unit].props.get("ActiveState") == "failed":
             self._ctl("reset-failed", "--", unit, what=f"reset {unit}")
@@ -180,6 +181,7 @@ class SystemdManager:
         self._ctl("stop", "--", unit, what=f"stop {unit}")
 
     def restart(self, slot: Slot) -> None:
+        require_env_file(self.settings.env_dir, slot)
         unit = service_name(slot)
         self._ctl("restart", "--", unit, what=f"restart {unit} (see `journalctl -u {unit}`)")
 
