@@ -98,7 +98,8 @@ class Env:
 
 def write_config(pg: LocalPostgres, folder: Path, *, tag: str, slots: int = 3,
                  seeds_dir: Path | None = None, extra: str = "", lease: str = "",
-                 slot_lines: str = "", ports: list[int] | None = None) -> Path:
+                 slot_lines: str = "", ports: list[int] | None = None,
+                 cache: str = "background_prewarm = false") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     slot_text = ""
     for n in range(1, slots + 1):
@@ -111,7 +112,7 @@ def write_config(pg: LocalPostgres, folder: Path, *, tag: str, slots: int = 3,
         f'[control_plane]\nurl = "{pg.url(tag + "_cp")}"\n\n'
         f'[seeds]\ndir = "{seeds_dir or EXAMPLE_SEEDS}"\n\n'
         f'[snapshots]\ndir = "{folder}/snapshots"\n\n'
-        f'[cache]\nprefix = "c{tag}_"\n\n'
+        f'[cache]\nprefix = "c{tag}_"\n{cache}\n\n'
         f"[lease]\n{lease or DEFAULT_LEASE}\n\n"
         f'[runtime]\nmanager = "none"\n\n[caddy]\ntls = "off"\nhttp_port = 8080\n\n'
         f"{extra}\n{slot_text}"

@@ -170,6 +170,7 @@ class CacheSettings:
     spares: bool
     prefix: str
     clone_strategy: CloneStrategy
+    background_prewarm: bool
 
 
 @dataclass(frozen=True)
@@ -267,7 +268,7 @@ _SECTIONS: dict[str, set[str]] = {
     "seeds": {"dir"},
     "snapshots": {"dir"},
     "lease": {"ttl", "reset_ttl", "poll_interval", "quarantine_after"},
-    "cache": {"templates", "spares", "prefix", "clone_strategy"},
+    "cache": {"templates", "spares", "prefix", "clone_strategy", "background_prewarm"},
     "runtime": {
         "manager", "app", "exec_start", "user", "group", "working_directory", "restart",
         "env_dir", "unit_dir", "systemctl", "systemd_analyze", "supervisor_conf_dir",
@@ -496,6 +497,7 @@ def build_config(data: Mapping[str, Any], path: Path | None) -> Config:
         spares=cache_r.get("spares", bool, True),
         prefix=prefix,
         clone_strategy=cache_r.choice("clone_strategy", "file_copy", ("wal_log", "file_copy")),
+        background_prewarm=cache_r.get("background_prewarm", bool, True),
     )
     slots = _slots(data, path, app, prefix)
 

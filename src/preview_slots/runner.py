@@ -86,3 +86,14 @@ def run(
             stderr_tail=tail,
         )
     return result
+
+
+def spawn_detached(argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> int:
+    """Start ``argv`` in its own session, detached from ours (no output, not waited for)."""
+    args = [str(a) for a in argv]
+    log.debug("spawn: %s", mask(" ".join(args)))
+    proc = subprocess.Popen(  # argv list, never a shell
+        args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True, env=dict(env) if env is not None else None, cwd="/",
+    )
+    return proc.pid

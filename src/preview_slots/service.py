@@ -498,3 +498,43 @@ def _retake(cp: ControlPlane, config: Config, held: Lease,
     if lease is None:
         raise SlotLeasedToOther(f"slot {held.slot_id} was taken meanwhile; retry")
     return lease
+
+
+# -- template cache ---------------------------------------------------------------------------------
+
+
+def prewarm(config: Config, request: SourceRequest, slot_id: str | None) -> list[dict[str, Any]]:
+    from preview_slots.cache import prewarm as build_spare
+
+    if not config.cache.templates or not config.cache.spares:
+        raise UsageError("warm spares are off in this config ([cache] templates and spares)")
+    source = request.resolve(config)
+    slots = [config.slot(slot_id)] if slot_id else list(config.slots)
+    return [dict(build_spare(config, slot, source)) for slot in slots]
+
+
+def current_templates(config: Config) -> set[str]:
+    """The template names matching the seeds and snapshots as they are on disk now."""
+    from preview_slots.cache import template_for
+
+    names: set[str] = set()
+    if config.seeds_dir.is_dir():
+        for folder in config.seeds_dir.iterdir():
+            try:
+                names.add(template_for(config, resolve_seed(config, folder.name)))
+            except PreviewSlotsError:
+                continue
+    if config.snapshots_dir.is_dir():
+        for dump in config.snapshots_dir.glob("*.dump"):
+            try:
+                names.add(template_for(config, resolve_snapshot(config, dump.stem)))
+            except PreviewSlotsError:
+                continue
+    return names
+
+
+def prune_cache(config: Config, *, everything: bool, dry_run: bool) -> list[str]:
+    from preview_slots.cache import prune
+
+    return prune(config, set() if everything else current_templates(config),
+                 everything=everything, dry_run=dry_run)

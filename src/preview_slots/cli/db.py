@@ -49,6 +49,74 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=cmd_snapshot_create)
 
 
+    p = sub.add_parser("prewarm", help="prepare warm spares (a slot's next database) ahead of time")
+    p.add_argument("--slot", help="only this slot (default: every slot)")
+    p.add_argument("--seed-version", metavar="V")
+    p.add_argument("--snapshot-version", metavar="V")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_prewarm)
+
+    cache = sub.add_parser("cache", help="template databases and warm spares")
+    csub = cache.add_subparsers(dest="cache_command", metavar="COMMAND")
+    csub.required = True
+    p = csub.add_parser("list", help="templates and spares with their sizes")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_cache_list)
+    p = csub.add_parser("prune", help="drop templates whose seed or snapshot changed, and their "
+                        "spares")
+    p.add_argument("--all", action="store_true", help="drop every template and spare")
+    p.add_argument("--dry-run", action="store_true")
+    p.set_defaults(func=cmd_cache_prune)
+
+
+def cmd_prewarm(args: argparse.Namespace, ctx: Context) -> int:
+    from preview_slots.service import prewarm
+
+    strategy = "snapshot" if args.snapshot_version else "seed"
+    args.strategy = strategy
+    results = prewarm(ctx.config, source_request(args), args.slot)
+    if args.json:
+        ctx.json(results)
+        return 0
+    for r in results:
+        verb = "built" if r["built"] else "already warm"
+        ctx.out(f"slot {r['slot_id']}: spare {r['spare']} {verb} (template {r['template']}, "
+                f"built {r['built_at']})")
+    return 0
+
+
+def cmd_cache_list(args: argparse.Namespace, ctx: Context) -> int:
+    from preview_slots.cache import listing
+    from preview_slots.cli.render import table
+
+    rows = listing(ctx.config)
+    if args.json:
+        ctx.json(rows)
+        return 0
+    ctx.out(table(["NAME", "KIND", "SIZE", "COMMENT"],
+                  [[str(r["name"]), str(r["kind"]), _size(int(str(r["size_bytes"]))),
+                    str(r["comment"] or "")] for r in rows]))
+    return 0
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+def cmd_cache_prune(args: argparse.Namespace, ctx: Context) -> int:
+    from preview_slots.service import prune_cache
+
+    dropped = prune_cache(ctx.config, everything=args.all, dry_run=args.dry_run)
+    verb = "would drop" if args.dry_run else "dropped"
+    ctx.out(f"{verb}: {', '.join(dropped) if dropped else 'nothing'}")
+    return 0
+
+
 def cmd_db(args: argparse.Namespace, ctx: Context) -> int:
     from preview_slots.cli.hooks import readiness_hooks
     from preview_slots.service import db_command

@@ -53,3 +53,21 @@ def write_github_output(values: Mapping[str, str], path: str | None = None) -> N
     with open(target, "a", encoding="utf-8") as fh:
         for key, value in values.items():
             fh.write(f"{key}={value}\n")
+
+
+def prewarm_in_background(config: Config, slot_id: str, strategy: str | None,
+                          seed_version: str | None, snapshot_version: str | None) -> None:
+    """Prepare the slot's next database (a warm spare) in a detached process, off the critical
+    path of this command. Only when the config asks for it and the config is a file."""
+    import sys
+
+    from preview_slots.runner import spawn_detached
+
+    cache = config.cache
+    if not (cache.templates and cache.spares and cache.background_prewarm) or config.path is None:
+        return
+    version = seed_version if strategy == "seed" else snapshot_version
+    if not version or strategy not in ("seed", "snapshot"):
+        return
+    spawn_detached([sys.executable, "-m", "preview_slots", "--config", str(config.path.resolve()),
+                    "prewarm", "--slot", slot_id, f"--{strategy}-version", version])

@@ -88,7 +88,11 @@ def cmd_init(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_allocate(args: argparse.Namespace, ctx: Context) -> int:
     from preview_slots import service
-    from preview_slots.cli.hooks import readiness_hooks, write_github_output
+    from preview_slots.cli.hooks import (
+        prewarm_in_background,
+        readiness_hooks,
+        write_github_output,
+    )
 
     wait = duration(args.wait, "--wait") or 0.0
     ttl = duration(args.ttl, "--ttl")
@@ -98,6 +102,9 @@ def cmd_allocate(args: argparse.Namespace, ctx: Context) -> int:
         config, args.run_id, source_request(args), wait=wait, ttl=ttl, dry_run=args.dry_run,
         stop_service=stop, after_reset=after, on_wait=lambda msg: ctx.err(f"preview-slots: {msg}"),
     )
+    if not args.dry_run and not result.reused:
+        prewarm_in_background(config, result.slot_id, result.strategy, result.seed_version,
+                              result.snapshot_version)
     if args.github_output and not args.dry_run:
         write_github_output({"slot": result.slot_id, "url": result.url,
                              "db_name": result.db_name, "reset_id": str(result.reset_id or "")})
@@ -123,9 +130,13 @@ def cmd_allocate(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_release(args: argparse.Namespace, ctx: Context) -> int:
+    from preview_slots.cli.hooks import prewarm_in_background
     from preview_slots.service import release
 
     rows = release(ctx.config, args.run_id)
+    for row in rows:
+        prewarm_in_background(ctx.config, row["slot_id"], row["strategy"], row["seed_version"],
+                              row["snapshot_version"])
     if args.json:
         ctx.json({"run_id": args.run_id, "released": [r["slot_id"] for r in rows]})
     elif rows:

@@ -113,7 +113,7 @@ UPDATE slots SET last_released_at = now(), updated_at = now() WHERE slot_id = %(
 -- name: release_run
 UPDATE leases SET state = 'released', ended_at = now(), end_reason = 'released'
 WHERE run_id = %(run_id)s AND state IN ('resetting', 'ready')
-RETURNING lease_id, slot_id, run_id, generation;
+RETURNING lease_id, slot_id, run_id, generation, strategy, seed_version, snapshot_version;
 
 -- name: renew
 UPDATE leases SET heartbeat_at = now(), expires_at = now() + make_interval(secs => %(ttl)s)
