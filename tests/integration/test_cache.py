@@ -101,7 +101,7 @@ def test_background_prewarm_after_release(make_env: Callable[..., Env]) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         comments = env.query("postgres", "SELECT shobj_description(oid, 'pg_database') "
-                             "FROM pg_database WHERE datname LIKE %s", ("%_spare_%",))
+                             "FROM pg_database WHERE datname LIKE %s", (f"c{env.tag}_spare_%",))
         if comments and comments[0][0]:
             break
         time.sleep(0.2)
