@@ -38,6 +38,24 @@ MASKED = (
 TARGET = "[Unit]\nDescription=preview-slots test sandbox\nDefaultDependencies=no\nAllowIsolate=yes\n"
 BOOT_TIMEOUT = 20.0
 
+HANDWRITTEN_ENV = (
+    "# comment\n; another\n"
+    "A=unquoted value   \n"
+    "B='single $x \\n'\n"
+    'C="back\\slash n\\n"\n'
+    "D=joined\\\nline\n"
+    "  E  =  spaced\n"
+    "no equals sign\n"
+    'F="x"y\'z\'\n'
+    "G=\n"
+    "A=last wins"
+)
+"""An env file written by hand, with what systemd 252 makes of it (both parsers must agree)."""
+HANDWRITTEN_EXPECTED = {
+    "A": "last wins", "B": "single $x \\n", "C": "back\\slash n\\n", "D": "joinedline",
+    "E": "spaced", "F": "xy'z'", "G": "",
+}
+
 
 @dataclass
 class SystemdSandbox:

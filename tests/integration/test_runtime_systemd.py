@@ -13,6 +13,7 @@ import shlex
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,10 +22,16 @@ import pytest
 from preview_slots.config import Config, load_config
 from preview_slots.errors import RuntimeFailed
 from preview_slots.local.pg import free_port
+from preview_slots.runtime import envfile
 from preview_slots.runtime.plan import DaemonReload, RestartService
 from preview_slots.runtime.provision import provision
 from preview_slots.runtime.systemd import SystemdManager, render_unit
-from tests.runtime_fixtures import SystemdSandbox, systemd_sandbox
+from tests.runtime_fixtures import (
+    HANDWRITTEN_ENV,
+    HANDWRITTEN_EXPECTED,
+    SystemdSandbox,
+    systemd_sandbox,
+)
 
 __all__ = ["systemd_sandbox"]
 
@@ -122,7 +129,7 @@ def test_c07_service_gets_exactly_the_intended_environment(
 ) -> None:
     path = write_config(tmp_path, systemd_sandbox, app="c07", env=TRICKY,
                         slot_env='PER_SLOT = "only s2 $USER"',
-                        exec_args=" 'a b' '100%' '$HOME' 'semi;colon' \"quo'te\"")
+                        exec_args=" 'a b' '100%' '$HOME' 'semi;colon' \"quo'te\" 'back\\sl'")
     config = load_config(path)
 
     dry = cli(path, "--debug", "provision", "--dry-run")
@@ -150,7 +157,7 @@ def test_c07_service_gets_exactly_the_intended_environment(
         assert env["PUBLIC_URL"] == f"http://{slot.host}:8080"
         assert ("PER_SLOT" in env) == (slot.id == "s2")
         assert record["argv"] == [str(tmp_path / "out"), "a b", "100%", "$HOME", "semi;colon",
-                                  "quo'te"]
+                                  "quo'te", "back\\sl"]
         env_file = tmp_path / "env" / f"{slot.id}.env"
         st = env_file.stat()
         assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == 0
@@ -160,6 +167,29 @@ def test_c07_service_gets_exactly_the_intended_environment(
     # the tool sees the same environment (its MainPID mapped across the PID namespace)
     seen = SystemdManager(config.runtime).environment(config.slots[0])
     assert seen is not None and seen["DOLLAR"] == TRICKY["DOLLAR"]
+
+
+def test_c07_our_parser_reads_env_files_as_systemd_does(
+    systemd_sandbox: SystemdSandbox, tmp_path: Path,
+) -> None:
+    path = write_config(tmp_path, systemd_sandbox, app="parse", slots=1)
+    config = load_config(path)
+    provision(config)
+    slot = config.slots[0]
+    env_file = tmp_path / "env" / "s1.env"
+    text = f"PREVIEW_SLOT=s1\nPORT={slot.port}\n" + HANDWRITTEN_ENV
+    env_file.write_text(text)
+    record = tmp_path / "out" / "s1.json"
+    record.unlink()
+    assert systemd_sandbox.ctl("restart", "parse-web@s1.service").returncode == 0
+    deadline = time.monotonic() + 30
+    while not record.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    seen = recorded(config, "s1")["env"]
+    assert isinstance(seen, dict)
+    assert {k: seen[k] for k in HANDWRITTEN_EXPECTED} == HANDWRITTEN_EXPECTED
+    assert envfile.parse(text) == {"PREVIEW_SLOT": "s1", "PORT": str(slot.port),
+                                   **HANDWRITTEN_EXPECTED}
 
 
 def test_c07_newline_and_control_characters_are_refused(
@@ -251,15 +281,14 @@ def test_c11_missing_env_file_fails_the_start_never_falls_back(
             manager.restart(slot)
         assert manager.state(slot).active
         # ...and systemd itself refuses to start the unit without it
-        result = systemd_sandbox.ctl("restart", "c11-web@s1.service")
-        assert result.returncode != 0
+        assert systemd_sandbox.ctl("restart", "c11-web@s1.service").returncode != 0
         assert not manager.state(slot).active
         assert systemd_sandbox.show("c11-web@s1.service", "Result") == "resources"
         assert not record.exists()  # the application never ran
 
         # provision puts the env file back and starts the service again
-        result = provision(config)
-        assert [a.describe()[0].split(" (")[0] for a in result.plan.actions[:1]] == [
+        again = provision(config)
+        assert [a.describe()[0].split(" (")[0] for a in again.plan.actions[:1]] == [
             f"write {tmp_path}/env/s1.env"]
         assert manager.state(slot).active and record.exists()
     finally:
