@@ -60,6 +60,7 @@ def test_direct_ok() -> None:
     (REFUSED, "connection refused"),
     (TIMEOUT, "timed out after 5s"),
     (app(status="error", code=503, error="db down"), "HTTP 503: db down"),
+    (app(status="error", code=503), "HTTP 503: the app reports status 'error'"),
     (resp(500, b"oops"), "HTTP 500"),
     (app(status="degraded"), "the app reports status 'degraded'"),
     (app(slot="preview3"), "port 3102 answers as slot 'preview3', not 'preview2'"),
@@ -111,6 +112,13 @@ def test_routed_502_upstream_down() -> None:
     assert result.code == 502
     assert result.reason == ("502 from proxy (bad gateway): upstream 127.0.0.1:3102 is not "
                              "answering (connection refused)")
+
+
+def test_routed_503_from_the_app_is_not_blamed_on_the_proxy() -> None:
+    result = routed_verdict(SLOT, app(status="error", code=503), "t", direct=app(code=503),
+                            lookup=no_lookup)
+    assert result.reason == "HTTP 503 from the app through the proxy: the app reports status " \
+        "'error'"
 
 
 def test_routed_502_wrong_upstream() -> None:

@@ -8,9 +8,11 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from preview_slots.cli.context import Context
+from preview_slots.errors import PreviewSlotsError
 
 if TYPE_CHECKING:
     from preview_slots.config import Config
+    from preview_slots.controlplane import ControlPlane
     from preview_slots.health import SlotHealth
     from preview_slots.runtime.base import ServiceManager
 
@@ -54,32 +56,37 @@ def make_manager(config: Config) -> ServiceManager | None:
 
 class _LastResets:
     """The newest ``preview_db_resets`` row per slot, read through one control-plane connection
-    shared by the worker threads (one query at a time)."""
+    shared by the worker threads (one query at a time). The control plane (and psycopg) is
+    imported on first use, on a worker thread, while the HTTP probes are already running."""
 
     def __init__(self, config: Config) -> None:
-        from preview_slots.controlplane import ControlPlane
-
-        self._plane = ControlPlane(config)
+        self._config = config
         self._lock = threading.Lock()
-        self._checked = False
+        self._plane: ControlPlane | None = None
+        self._error: PreviewSlotsError | None = None
 
     def __call__(self, slot_id: str) -> Mapping[str, Any] | None:
         with self._lock:
-            if not self._checked:
-                self._plane.require_schema()  # "run preview-slots init", not a crash
-                self._checked = True
+            if self._error is not None:  # one failed connection answers for every slot
+                raise self._error
+            if self._plane is None:
+                from preview_slots.controlplane import ControlPlane
+
+                plane = ControlPlane(self._config)
+                try:
+                    plane.require_schema()  # "run preview-slots init", not a crash
+                except PreviewSlotsError as exc:
+                    plane.close()
+                    self._error = exc
+                    raise
+                self._plane = plane
             row = self._plane.last_reset(slot_id)
         return dict(row) if row is not None else None
 
     def close(self) -> None:
-        self._plane.close()
-
-
-def last_reset_source(config: Config) -> _LastResets | None:
-    try:
-        return _LastResets(config)
-    except ModuleNotFoundError:
-        return None
+        with self._lock:
+            if self._plane is not None:
+                self._plane.close()
 
 
 def _progress(ctx: Context, attempt: int, slots: Sequence[SlotHealth]) -> None:
@@ -101,7 +108,7 @@ def run_health(args: argparse.Namespace, ctx: Context) -> int:
     checks = [c for c in health.ALL_CHECKS if c.value not in set(args.skip)]
     manager = make_manager(config) if health.CheckName.SERVICE in checks or \
         health.CheckName.DATABASE in checks else None
-    last_reset = last_reset_source(config) if health.CheckName.PROVENANCE in checks else None
+    last_reset = _LastResets(config) if health.CheckName.PROVENANCE in checks else None
     try:
         report = health.check_until(
             config, slots, wait=wait, manager=manager, last_reset=last_reset, timeout=timeout,

@@ -40,6 +40,15 @@ def _app_error(payload: Mapping[str, Any] | None) -> str:
     return ""
 
 
+def _app_said(payload: Mapping[str, Any] | None) -> str:
+    """What the app's error response says: its error text, else its status word."""
+    error = _app_error(payload)
+    if error:
+        return error
+    status = _app_status(payload)
+    return f"the app reports status {status!r}" if status else ""
+
+
 def _reported(payload: Mapping[str, Any] | None, key: str) -> str | None:
     value = payload.get(key) if payload else None
     return value if isinstance(value, str) and value else None
@@ -60,7 +69,7 @@ def direct_verdict(slot: Slot, seen: Observation, target: str) -> CheckResult:
             "(another slot's service is on this port)",
         )
     if seen.code != 200:
-        said = _app_error(payload) or _app_status(payload) or ""
+        said = _app_said(payload)
         return CheckResult(CheckName.DIRECT, CheckStatus.FAIL, **common,
                            reason=f"HTTP {seen.code}" + (f": {said}" if said else ""))
     status = _app_status(payload)
@@ -116,7 +125,7 @@ def routed_verdict(
             data={"reached_slot": got_slot, "reached_database": got_db,
                   "upstreams": upstreams},
         )
-    if seen.code in PROXY_ERRORS:
+    if seen.code in PROXY_ERRORS and payload is None:  # Caddy's own error, not the app's
         upstreams = lookup()
         where = _where(upstreams, slot)
         wrong = _expected_upstream(slot, upstreams) is False
@@ -135,10 +144,10 @@ def routed_verdict(
                            reason=f"HTTP {seen.code} redirect to {location or '?'} "
                            "(caddy.tls does not match how Caddy serves the site?)")
     if seen.code != 200:
-        said = _app_error(payload) or _app_status(payload) or ""
+        said = _app_said(payload)
         return CheckResult(name, CheckStatus.FAIL, **common,
-                           reason=f"HTTP {seen.code} through the proxy" + (f": {said}" if said
-                                                                           else ""))
+                           reason=f"HTTP {seen.code} from the app through the proxy"
+                           + (f": {said}" if said else ""))
     direct_json = direct.json() if isinstance(direct, Response) else None
     if payload is None and (direct_json is not None or not seen.body):
         upstreams = lookup()
