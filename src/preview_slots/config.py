@@ -209,6 +209,7 @@ class HealthSettings:
     path: str
     timeout: float
     database_path: str | None
+    ready_timeout: float = 30.0  # how long allocate waits for the slot to be healthy
 
 
 @dataclass(frozen=True)
@@ -276,7 +277,7 @@ _SECTIONS: dict[str, set[str]] = {
     },
     "caddy": {"enabled", "caddyfile", "binary", "http_port", "https_port", "tls", "admin",
               "proxy_address", "site_directives"},
-    "health": {"path", "timeout", "database_path"},
+    "health": {"path", "timeout", "database_path", "ready_timeout"},
     "env": set(),
 }
 
@@ -581,7 +582,10 @@ def build_config(data: Mapping[str, Any], path: Path | None) -> Config:
         path=health_path,
         timeout=hl.duration("timeout", "5s"),
         database_path=hl.text("database_path", None),
+        ready_timeout=hl.duration("ready_timeout", "30s"),
     )
+    if health.database_path is not None and not health.database_path.startswith("/"):
+        raise hl.error("database_path", "must start with /")
     env_r = _Reader(data.get("env", {}), "env.", path)
     return Config(
         path=path, slots=slots, database=database, control_plane=control_plane,
