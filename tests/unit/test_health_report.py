@@ -203,3 +203,26 @@ def test_cells_are_short() -> None:
                             detail="seed v1 (run pr-12, 2026-01-02T03:04:05+00:00)")) == \
         "ok seed v1"
     assert cell(CheckResult(CheckName.PROVENANCE, CheckStatus.SKIP, reason="x")) == "skip"
+
+
+def test_health_config_keys() -> None:
+    from preview_slots.errors import ConfigError
+
+    config = build_config({"health": {"ready_timeout": "2m", "database_path": "/health/db",
+                                      "timeout": "750ms"}}, None)
+    assert config.health.ready_timeout == 120.0 and config.health.timeout == 0.75
+    assert config.health.database_path == "/health/db"
+    assert build_config({}, None).health.ready_timeout == 30.0
+    with pytest.raises(ConfigError, match=r"health\.database_path: must start with /"):
+        build_config({"health": {"database_path": "db"}}, None)
+
+
+def test_targets_never_name_public_dns() -> None:
+    from preview_slots.health import direct_target, routed_target
+
+    slot = CONFIG.slot("preview1")
+    assert direct_target(CONFIG, slot) == "http://127.0.0.1:3101/health"
+    assert routed_target(CONFIG, slot) == \
+        "https://127.0.0.1:443/health (Host preview1.example.com, SNI preview1.example.com)"
+    v6 = build_config({"caddy": {"proxy_address": "::1", "tls": "off", "http_port": 8080}}, None)
+    assert routed_target(v6, slot) == "http://[::1]:8080/health (Host preview1.example.com)"

@@ -71,7 +71,8 @@ def routed_target(config: Config, slot: Slot) -> str:
     caddy = config.caddy
     scheme, port = ("http", caddy.http_port) if caddy.tls == "off" else ("https", caddy.https_port)
     sni = "" if scheme == "http" else f", SNI {slot.host}"
-    return f"{scheme}://{caddy.proxy_address}:{port}{config.health.path} (Host {slot.host}{sni})"
+    address = f"[{caddy.proxy_address}]" if ":" in caddy.proxy_address else caddy.proxy_address
+    return f"{scheme}://{address}:{port}{config.health.path} (Host {slot.host}{sni})"
 
 
 def _routed_get(config: Config, slot: Slot, timeout: float) -> Response | ProbeFailure:
