@@ -25,13 +25,16 @@ test: lint
 demo: install
 	$(BIN)/preview-slots local up --state-dir $(STATE)
 	$(BIN)/preview-slots init
-	$(BIN)/preview-slots allocate --run-id demo-$$(date +%s) --strategy seed --seed-version v1
-	@echo
-	$(BIN)/preview-slots status
+	@$(BIN)/preview-slots release --run-id demo >/dev/null  # a re-run resets again (from the warm spare)
+	$(BIN)/preview-slots allocate --run-id demo --strategy seed --seed-version v1 --wait 2m
 	@echo
 	$(BIN)/preview-slots history --limit 1
 	@echo
-	@echo "Connect: $(BIN)/preview-slots local psql --slot <slot>   Stop: make down"
+	$(BIN)/preview-slots status
+	@echo
+	$(BIN)/preview-slots health --wait 30s
+	@echo
+	@echo "psql on a slot: $(BIN)/preview-slots local psql --slot preview1    stop everything: make down"
 
 down: install
 	$(BIN)/preview-slots local down --state-dir $(STATE)

@@ -122,6 +122,14 @@ def cmd_allocate(args: argparse.Namespace, ctx: Context) -> int:
     verb = "already held by" if result.reused else "leased to"
     ctx.out(f"slot {result.slot_id} {verb} run {result.run_id} (generation {result.generation})")
     ctx.out(f"  url:       {result.url}")
+    if config.caddy.enabled:
+        slot = config.slot(result.slot_id)
+        scheme, port = (("http", config.caddy.http_port) if config.caddy.tls == "off"
+                        else ("https", config.caddy.https_port))
+        resolve = "" if scheme == "http" else f"--resolve {slot.host}:{port}:127.0.0.1 "
+        target = (f"http://{config.caddy.proxy_address}:{port}/" if scheme == "http"
+                  else f"https://{slot.host}:{port}/")
+        ctx.out(f"  try:       curl {resolve}-H 'Host: {slot.host}' {target}")
     ctx.out(f"  database:  {result.db_name}")
     ctx.out(f"  reset:     #{result.reset_id} {result.reset_status} ({result.strategy} {source}"
             f"{', sha256 ' + result.checksum[:12] if result.checksum else ''})")
