@@ -38,7 +38,7 @@ def readiness_hooks(config: Config) -> tuple[StopHook | None, ReadyHook | None]:
             health = importlib.import_module("preview_slots.health")
         except ModuleNotFoundError:
             return
-        health.wait_until_routed_healthy(config, slot, manager, config.health.timeout * 6)
+        health.wait_until_routed_healthy(config, slot, manager, config.health.ready_timeout)
 
     return stop, ready
 
