@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import shlex
+import socket
 import stat
 import subprocess
 import sys
@@ -313,3 +314,19 @@ def test_dry_run_changes_no_file_and_no_service(
     assert "systemctl daemon-reload" in result.stdout and "restart dry-web@s2" in result.stdout
     assert "+SECRET_KEY=***" in result.stdout and TOKEN not in result.stdout
     assert "dry run: nothing was changed" in result.stdout
+
+
+def test_a_port_held_by_another_program_is_reported(
+    systemd_sandbox: SystemdSandbox, tmp_path: Path,
+) -> None:
+    path = write_config(tmp_path, systemd_sandbox, app="busy", slots=1)
+    config = load_config(path)
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", config.slots[0].port))
+        squatter.listen()
+        with pytest.raises(RuntimeFailed) as failed:
+            provision(config)
+    message = failed.value.message
+    assert (f"is held by another program (pid {os.getpid()}" in message
+            or "stopped right after its start" in message), message

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 from preview_slots.errors import PreviewSlotsError, RuntimeFailed
 from preview_slots.redact import mask
 from preview_slots.runtime import files
+from preview_slots.runtime.proc import command_line, listener_outside
 
 if TYPE_CHECKING:
     from preview_slots.config import Config, Slot
@@ -50,6 +51,12 @@ class ProgramBackend(Protocol):
     def wait_running(self, slots: Sequence[Slot], timeout: float | None = None) -> None: ...
 
 
+class Processes(Protocol):
+    def host_pid(self, slot: Slot) -> int | None:
+        """The service's main process as seen from here, when known."""
+        ...
+
+
 class CaddyBackend(Protocol):
     def validate(self, content: str) -> None: ...
 
@@ -63,6 +70,7 @@ class Backends:
     units: UnitBackend | None = None
     programs: ProgramBackend | None = None
     caddy: CaddyBackend | None = None
+    processes: Processes | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -234,12 +242,29 @@ class CheckServices:
                         "or program definition and run provision again")
         deadline = time.monotonic() + self.listen_timeout
         for slot in self.slots:
+            polls = 0
             while not _listening(slot.port):
                 if time.monotonic() > deadline:
                     raise RuntimeFailed(
                         f"{slot.unit} runs but nothing listens on 127.0.0.1:{slot.port} after "
                         f"{self.listen_timeout:g}s; see its log")
+                polls += 1
+                if polls % 10 == 0 and not (state := services.state(slot)).active:
+                    raise RuntimeFailed(f"{slot.unit} stopped right after its start "
+                                        f"({state.state}: {state.detail or 'no detail'}); see "
+                                        "its log")
                 time.sleep(0.05)
+            state = services.state(slot)
+            if not state.active:
+                raise RuntimeFailed(f"{slot.unit} stopped right after its start ({state.state}: "
+                                    f"{state.detail or 'no detail'}); see its log")
+            pid = backends.processes.host_pid(slot) if backends.processes else None
+            other = listener_outside(slot.port, pid) if pid else None
+            if other is not None:
+                raise RuntimeFailed(
+                    f"127.0.0.1:{slot.port} is held by another program (pid {other}: "
+                    f"{command_line(other)}), not by {slot.unit}: stop that program or give "
+                    f"slot {slot.id} another port")
 
 
 def _listening(port: int) -> bool:

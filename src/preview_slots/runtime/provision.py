@@ -72,12 +72,13 @@ def make_backends(config: Config) -> Backends:
         from preview_slots.runtime.systemd import SystemdManager
 
         systemd = SystemdManager(config.runtime)
-        backends.services, backends.units = systemd, systemd
+        backends.services, backends.units, backends.processes = systemd, systemd, systemd
     elif manager == "supervisor":
         from preview_slots.runtime.supervisor import SupervisorManager
 
         supervisor = SupervisorManager(config.runtime)
         backends.services, backends.programs = supervisor, supervisor
+        backends.processes = supervisor
     else:
         backends.services = make_manager(config)
     if config.caddy.enabled:

@@ -265,9 +265,12 @@ class SupervisorManager:
         self.start_nowait(slot)
 
     def environment(self, slot: Slot) -> dict[str, str] | None:
-        status = self._info(slot)
-        pid = int(status.info.get("pid") or 0) if status.info else 0
+        pid = self.host_pid(slot)
         return read_environ(pid) if pid else None
+
+    def host_pid(self, slot: Slot) -> int | None:
+        status = self._info(slot)
+        return int(status.info.get("pid") or 0) or None if status.info else None
 
     # -- provisioning --------------------------------------------------------------------------
 
@@ -279,6 +282,10 @@ class SupervisorManager:
         except xmlrpc.client.Fault as exc:
             raise self._fault("re-read its configuration", exc) from exc
         for name in names:
+            if name not in added and name not in changed and not self._loaded(name):
+                raise RuntimeFailed(
+                    f"supervisord does not see the program {name}: is "
+                    f"{self.settings.supervisor_conf_dir} in supervisord's [include] files?")
             try:
                 if name in changed:
                     self._stop(name)
@@ -294,6 +301,15 @@ class SupervisorManager:
             except xmlrpc.client.Fault as exc:
                 if exc.faultCode != ALREADY_STARTED:
                     raise self._fault(f"load program {name}", exc) from exc
+
+    def _loaded(self, name: str) -> bool:
+        try:
+            self.call("getProcessInfo", name)
+        except xmlrpc.client.Fault as exc:
+            if exc.faultCode == BAD_NAME:
+                return False
+            raise self._fault(f"report {name}", exc) from exc
+        return True
 
     def wait_running(self, slots: Sequence[Slot], timeout: float | None = None) -> None:
         """Wait until every slot's program is RUNNING (it stayed up ``startsecs``)."""

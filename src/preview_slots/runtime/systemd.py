@@ -186,12 +186,14 @@ class SystemdManager:
         self._ctl("restart", "--", unit, what=f"restart {unit} (see `journalctl -u {unit}`)")
 
     def environment(self, slot: Slot) -> dict[str, str] | None:
+        pid = self.host_pid(slot)
+        return read_environ(pid) if pid else None
+
+    def host_pid(self, slot: Slot) -> int | None:
+        """The unit's MainPID as seen from here (systemd may run in another PID namespace)."""
         unit = service_name(slot)
         pid = int(self.show([unit])[unit].props.get("MainPID") or 0)
-        if not pid:
-            return None
-        host_pid = host_pid_of(pid, unit)
-        return read_environ(host_pid) if host_pid else None
+        return host_pid_of(pid, unit) if pid else None
 
     # -- provisioning --------------------------------------------------------------------------
 
