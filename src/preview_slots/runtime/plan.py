@@ -225,35 +225,10 @@ class CheckServices:
         services = backends.services
         if services is None:
             return
-        expected = dict(self.expected)
-        for slot in self.slots:
-            state = services.state(slot)
-            if not state.active:
-                raise RuntimeFailed(f"{slot.unit} is {state.state} after its start "
-                                    f"({state.detail or 'no detail'}); see its log")
-            env = services.environment(slot)
-            if env is None:
-                continue
-            for key, want in (("PREVIEW_SLOT", slot.id), ("DATABASE_URL", expected.get(slot.id))):
-                if want is not None and env.get(key) != want:
-                    raise RuntimeFailed(
-                        f"{slot.unit} runs with {key}={mask(env.get(key) or '<unset>')}, not its "
-                        f"slot's {mask(want)}: it does not use its own env file; check the unit "
-                        "or program definition and run provision again")
         deadline = time.monotonic() + self.listen_timeout
         for slot in self.slots:
-            polls = 0
-            while not _listening(slot.port):
-                if time.monotonic() > deadline:
-                    raise RuntimeFailed(
-                        f"{slot.unit} runs but nothing listens on 127.0.0.1:{slot.port} after "
-                        f"{self.listen_timeout:g}s; see its log")
-                polls += 1
-                if polls % 10 == 0 and not (state := services.state(slot)).active:
-                    raise RuntimeFailed(f"{slot.unit} stopped right after its start "
-                                        f"({state.state}: {state.detail or 'no detail'}); see "
-                                        "its log")
-                time.sleep(0.05)
+            # listening first: until then the process may not have exec'd the application yet
+            self._wait_listening(services, slot, deadline)
             state = services.state(slot)
             if not state.active:
                 raise RuntimeFailed(f"{slot.unit} stopped right after its start ({state.state}: "
@@ -265,6 +240,30 @@ class CheckServices:
                     f"127.0.0.1:{slot.port} is held by another program (pid {other}: "
                     f"{command_line(other)}), not by {slot.unit}: stop that program or give "
                     f"slot {slot.id} another port")
+            self._check_environment(services, slot)
+
+    def _wait_listening(self, services: ServiceManager, slot: Slot, deadline: float) -> None:
+        polls = 0
+        while not _listening(slot.port):
+            if time.monotonic() > deadline:
+                raise RuntimeFailed(f"{slot.unit} runs but nothing listens on 127.0.0.1:"
+                                    f"{slot.port} after {self.listen_timeout:g}s; see its log")
+            polls += 1
+            if polls % 10 == 0 and not (state := services.state(slot)).active:
+                raise RuntimeFailed(f"{slot.unit} stopped right after its start ({state.state}: "
+                                    f"{state.detail or 'no detail'}); see its log")
+            time.sleep(0.05)
+
+    def _check_environment(self, services: ServiceManager, slot: Slot) -> None:
+        env = services.environment(slot)
+        if env is None:
+            return  # the manager cannot show it (e.g. not allowed to read /proc)
+        for key, want in (("PREVIEW_SLOT", slot.id), ("DATABASE_URL", dict(self.expected).get(slot.id))):
+            if want is not None and env.get(key) != want:
+                raise RuntimeFailed(
+                    f"{slot.unit} runs with {key}={mask(env.get(key) or '<unset>')}, not its "
+                    f"slot's {mask(want)}: it does not use its own env file; check the unit "
+                    "or program definition and run provision again")
 
 
 def _listening(port: int) -> bool:
