@@ -11,8 +11,8 @@ preview-slots' env file sets it:
 
 ``GET /health`` answers ``{"status": "ok", "slot": ..., "database": ...}`` with 200 when the
 database answers (``database`` is its ``current_database()``), else 503 with ``"status": "error"``
-and the database name taken from ``DATABASE_URL``. ``GET /items`` lists the seed's ``items``
-table, to show which data the slot serves.
+and the database name taken from ``DATABASE_URL``. ``GET /data`` counts the rows of every table
+in the slot's database, to show which data (which seed or snapshot) the slot serves.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import psycopg
+from psycopg import sql
 
 EX_CONFIG = 78
 
@@ -44,8 +45,8 @@ class Handler(SimpleHTTPRequestHandler):
         route = self.path.split("?", 1)[0]
         if route == "/health":
             self._health()
-        elif route == "/items":
-            self._items()
+        elif route == "/data":
+            self._data()
         else:
             super().do_GET()
 
@@ -66,13 +67,21 @@ class Handler(SimpleHTTPRequestHandler):
             code = 503
         self._json(code, body)
 
-    def _items(self) -> None:
+    def _data(self) -> None:
         try:
-            rows = self._query("select * from items order by 1")
+            with psycopg.connect(self.database_url, connect_timeout=3) as conn:
+                tables = [str(r[0]) for r in conn.execute(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")]
+                counts = {}
+                for table in tables:
+                    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
+                        sql.Identifier(table))).fetchone()
+                    counts[table] = int(row[0]) if row else 0
         except psycopg.Error as exc:
-            self._json(503, {"error": type(exc).__name__})
+            self._json(503, {"slot": self.slot, "error": type(exc).__name__})
             return
-        self._json(200, {"slot": self.slot, "items": [[str(v) for v in row] for row in rows]})
+        self._json(200, {"slot": self.slot, "database": database_name(self.database_url),
+                         "tables": counts})
 
     def _json(self, code: int, body: dict[str, Any]) -> None:
         data = json.dumps(body).encode()

@@ -263,7 +263,7 @@ def start_services(state_dir: Path, config: Config) -> None:
 def _index_html(slot: str, host: str) -> str:
     return (f"<!doctype html>\n<title>{slot}</title>\n<h1>Preview slot {slot}</h1>\n"
             f"<p>Served by the example application for {host}. See <a href=\"/health\">/health"
-            "</a> and <a href=\"/items\">/items</a>.</p>\n")
+            "</a> and <a href=\"/data\">/data</a>.</p>\n")
 
 
 def stop_services(state_dir: Path) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from preview_slots.config import Config, RuntimeSettings, Slot
 from preview_slots.errors import CommandFailed, RuntimeFailed
+from preview_slots.redact import mask
 from preview_slots.runner import Result, run
 from preview_slots.runtime.base import ServiceState
 from preview_slots.runtime.command import exec_argv
@@ -177,8 +178,14 @@ class SystemdManager:
         self._ctl("start", "--", unit, what=f"start {unit} (see `journalctl -u {unit}`)")
 
     def stop(self, slot: Slot) -> None:
+        """Stop the slot's service; one systemd does not know is stopped already."""
         unit = service_name(slot)
-        self._ctl("stop", "--", unit, what=f"stop {unit}")
+        result = run([*self.settings.systemctl, "stop", "--", unit], timeout=self.timeout,
+                     check=False, what="systemctl")
+        if result.returncode == 0 or "not loaded" in result.stderr:
+            return
+        detail = (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1]
+        raise RuntimeFailed(f"systemd could not stop {unit}: {mask(detail)}")
 
     def restart(self, slot: Slot) -> None:
         require_env_file(self.settings.env_dir, slot)
