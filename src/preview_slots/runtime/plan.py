@@ -24,6 +24,8 @@ from preview_slots.runtime.proc import command_line, listener_outside
 if TYPE_CHECKING:
     from preview_slots.config import Config, Slot
     from preview_slots.runtime.base import ServiceManager
+    from preview_slots.runtime.supervisor import ProgramStatus
+    from preview_slots.runtime.systemd import UnitStatus
 
 
 # -- what apply needs from the host ----------------------------------------------------------
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
 
 class UnitBackend(Protocol):
     """systemd's part (see :class:`~preview_slots.runtime.systemd.SystemdManager`)."""
+
+    def status(self, slots: Sequence[Slot]) -> dict[str, UnitStatus]: ...
 
     def daemon_reload(self) -> None: ...
 
@@ -41,6 +45,8 @@ class UnitBackend(Protocol):
 
 class ProgramBackend(Protocol):
     """supervisord's part (see :class:`~preview_slots.runtime.supervisor.SupervisorManager`)."""
+
+    def status(self, slots: Sequence[Slot]) -> dict[str, ProgramStatus]: ...
 
     def update(self, names: Sequence[str]) -> None: ...
 

@@ -176,10 +176,11 @@ def build_plan(config: Config, slot_ids: Sequence[str] | None = None, *,
 def _plan_systemd(config: Config, slots: tuple[Slot, ...], backends: Backends,
                   env_changed: set[str], actions: list[Action], notes: list[str],
                   strict: bool) -> list[Slot]:
-    from preview_slots.runtime.systemd import UNIT_MODE, SystemdManager, UnitStatus, render_unit
+    from preview_slots.runtime.systemd import UNIT_MODE, UnitStatus, render_unit
     from preview_slots.runtime.systemd import unit_path as template_path
 
-    assert isinstance(backends.units, SystemdManager)
+    if backends.units is None:
+        raise RuntimeError("bug: provisioning for systemd without a systemd backend")
     uid = 0 if os.geteuid() == 0 else None
     unit = _file_action(template_path(config), render_unit(config), mode=UNIT_MODE, uid=uid,
                         gid=uid, what="systemd template unit", validate="systemd-unit")
@@ -227,13 +228,13 @@ def _plan_supervisor(config: Config, slots: tuple[Slot, ...], backends: Backends
     from preview_slots.runtime.supervisor import (
         PROGRAM_MODE,
         ProgramStatus,
-        SupervisorManager,
         program_name,
         program_path,
         render_program,
     )
 
-    assert isinstance(backends.programs, SupervisorManager)
+    if backends.programs is None:
+        raise RuntimeError("bug: provisioning for supervisord without a supervisord backend")
     try:
         status = backends.programs.status(slots)
     except PreviewSlotsError as exc:
