@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 EXAMPLE_APP = Path(__file__).resolve().parents[3] / "examples" / "app" / "app.py"
 MAX_SOCKET_PATH = 100
 CADDY_PROGRAM = "caddy"
+STACK_CONFIG = "preview-slots.toml"  # written by preview_slots.local.stack
 START_TIMEOUT = 30.0
 
 
@@ -333,4 +334,13 @@ def services_status(state_dir: Path) -> list[str]:
             line += (f", proxy http://127.0.0.1:{ports.get('http_port')}/, admin "
                      f"127.0.0.1:{ports.get('admin_port')}")
         lines.append(line)
+    config_file = layout.state / STACK_CONFIG
+    if ports and config_file.exists():
+        from preview_slots.config import load_config
+        from preview_slots.errors import PreviewSlotsError
+
+        with contextlib.suppress(PreviewSlotsError):
+            for slot in load_config(config_file).slots:
+                lines.append(f"{slot.id}: curl -H 'Host: {slot.host}' "
+                             f"http://127.0.0.1:{ports.get('http_port')}/health")
     return lines
