@@ -3,8 +3,8 @@
 Inert unless ``PREVIEW_SLOTS_FAILPOINT`` is set, e.g. ``after_claim:kill`` or
 ``mid_seed:sleep(5),before_ready:stop``. Actions: ``kill`` (SIGKILL ourselves), ``stop``
 (SIGSTOP ourselves), ``sleep(N)``, ``error`` (raise). Steps: after_claim, after_create, mid_seed,
-before_swap, after_swap, before_ready. This is the one place the library reads the environment,
-once, at first use.
+before_swap, after_swap, before_ready, after_ready (the lease is ready, the reply not printed yet).
+This is the one place the library reads the environment, once, at first use.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import threading
 import time
 from functools import cache
 
-STEPS = ("after_claim", "after_create", "mid_seed", "before_swap", "after_swap", "before_ready")
+STEPS = ("after_claim", "after_create", "mid_seed", "before_swap", "after_swap", "before_ready",
+         "after_ready")
 
 
 @cache

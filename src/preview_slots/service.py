@@ -203,6 +203,7 @@ def allocate(
         slot = config.slot(lease.slot_id)
         outcome = _reset_under_lease(config, cp, lease, slot, source, "rebuild", hold,
                                      stop_service, after_reset)
+        failpoints.hit("after_ready")
         ready = cp.live_lease_for_run(run_id)
         if ready is None:
             raise LeaseLost(f"run {run_id}'s lease ended (released or expired) right after its "
@@ -290,18 +291,26 @@ def _reset_under_lease(config: Config, cp: ControlPlane, lease: Lease, slot: Slo
     except LeaseLost:
         raise
     except PreviewSlotsError as exc:
-        status, failures = cp.record_failure(slot.id)
-        cp.end_lease(lease, LeaseState.FAILED, f"reset failed: {exc.message[:200]}")
+        with cp.transaction():
+            ended = cp.end_lease(lease, LeaseState.FAILED, f"reset failed: {exc.message[:200]}")
+            status, failures = cp.record_failure(slot.id) if ended else ("", 0)
+        if not ended:  # the lease had already expired and was taken, or was released
+            _fail_open_reset(cp, slot, lease, exc)
+            raise LeaseLost(f"lease lost during the reset of slot {slot.id}: another run holds "
+                            f"it now or it was released; stopped ({exc.message})") from exc
         if status == "quarantined":
             exc.message += (f" (slot {slot.id} failed {failures} times in a row and is now "
                             f"quarantined: `preview-slots unquarantine --slot {slot.id}`)")
         _fail_open_reset(cp, slot, lease, exc)
         raise
-    if cp.mark_ready(lease, hold, outcome.reset_id) is None:
+    with cp.transaction():  # ready and succeeded together: a crash between leaves neither
+        ready = cp.mark_ready(lease, hold, outcome.reset_id)
+        if ready is not None:
+            cp.finish_reset(outcome.reset_id, ResetStatus.SUCCEEDED, outcome.details)
+    if ready is None:
         cp.finish_reset(outcome.reset_id, ResetStatus.FAILED,
                         {**outcome.details, "error": "lease lost before marking ready"})
         raise LeaseLost("lease lost before marking the slot ready: another run holds it now")
-    cp.finish_reset(outcome.reset_id, ResetStatus.SUCCEEDED, outcome.details)
     if mode == "rebuild":
         drop_leftover(config, slot)
     return outcome
