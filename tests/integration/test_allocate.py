@@ -223,3 +223,19 @@ def test_init_is_idempotent_and_safe_concurrently(make_env: Callable[..., Env]) 
     from preview_slots.controlplane import migrations
 
     assert env.cp("SELECT count(*) FROM preview_slots_migrations") == [(len(migrations()),)]
+
+
+def test_github_output_lines(env: Env, tmp_path: Any) -> None:
+    out = tmp_path / "gh_output"
+    out.write_text("previous=1\n")
+    result = env.cli("allocate", "--run-id", "gh", "--strategy", "seed", "--seed-version", "v1",
+                     "--github-output", env={"GITHUB_OUTPUT": str(out)})
+    assert result.returncode == 0, result.stderr
+    lines = dict(line.split("=", 1) for line in out.read_text().splitlines())
+    assert lines["previous"] == "1"
+    assert lines["slot"] in env.config.slot_ids and lines["db_name"].endswith("_app_preview_1")
+    assert lines["url"].startswith("http://") and int(lines["reset_id"]) > 0
+    missing = env.cli("allocate", "--run-id", "gh2", "--strategy", "seed", "--seed-version", "v1",
+                      "--github-output", env={"GITHUB_OUTPUT": ""})
+    assert missing.returncode == 2 and "GITHUB_OUTPUT" in missing.stderr
+    assert env.cp("SELECT count(*) FROM leases WHERE run_id = 'gh2'") == [(0,)]

@@ -4,11 +4,8 @@ and wait until it answers through the proxy before the URL is handed out."""
 from __future__ import annotations
 
 import importlib
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING
-
-from preview_slots.errors import UsageError
 
 if TYPE_CHECKING:
     from preview_slots.config import Config, Slot
@@ -41,18 +38,6 @@ def readiness_hooks(config: Config) -> tuple[StopHook | None, ReadyHook | None]:
         health.wait_until_routed_healthy(config, slot, manager, config.health.ready_timeout)
 
     return stop, ready
-
-
-def write_github_output(values: Mapping[str, str], path: str | None = None) -> None:
-    target = path or os.environ.get("GITHUB_OUTPUT")
-    if not target:
-        raise UsageError("--github-output: $GITHUB_OUTPUT is not set (run inside GitHub Actions)")
-    for key, value in values.items():
-        if "\n" in value or "\r" in value:
-            raise UsageError(f"--github-output: value of {key} contains a newline")
-    with open(target, "a", encoding="utf-8") as fh:
-        for key, value in values.items():
-            fh.write(f"{key}={value}\n")
 
 
 def prewarm_in_background(config: Config, slot_id: str, strategy: str | None,

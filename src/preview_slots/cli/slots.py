@@ -88,12 +88,9 @@ def cmd_init(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_allocate(args: argparse.Namespace, ctx: Context) -> int:
     from preview_slots import service
-    from preview_slots.cli.hooks import (
-        prewarm_in_background,
-        readiness_hooks,
-        write_github_output,
-    )
+    from preview_slots.cli.hooks import prewarm_in_background, readiness_hooks
 
+    gh_output = github_output_path() if args.github_output else None
     wait = duration(args.wait, "--wait") or 0.0
     ttl = duration(args.ttl, "--ttl")
     config = ctx.config
@@ -105,9 +102,11 @@ def cmd_allocate(args: argparse.Namespace, ctx: Context) -> int:
     if not args.dry_run and not result.reused:
         prewarm_in_background(config, result.slot_id, result.strategy, result.seed_version,
                               result.snapshot_version)
-    if args.github_output and not args.dry_run:
-        write_github_output({"slot": result.slot_id, "url": result.url,
-                             "db_name": result.db_name, "reset_id": str(result.reset_id or "")})
+    if gh_output and not args.dry_run:
+        from preview_slots.ci import write_github_output
+
+        write_github_output(gh_output, {"slot": result.slot_id, "url": result.url,
+                                        "db_name": result.db_name, "reset_id": result.reset_id})
     if args.json:
         ctx.json(result.to_json())
         return 0
@@ -135,6 +134,18 @@ def cmd_allocate(args: argparse.Namespace, ctx: Context) -> int:
             f"{', sha256 ' + result.checksum[:12] if result.checksum else ''})")
     ctx.out(f"  expires:   {result.lease_expires_at}")
     return 0
+
+
+def github_output_path() -> str:
+    """Checked before anything is allocated, so a misconfigured job fails without holding a slot."""
+    import os
+
+    from preview_slots.errors import UsageError
+
+    target = os.environ.get("GITHUB_OUTPUT")
+    if not target:
+        raise UsageError("--github-output: $GITHUB_OUTPUT is not set (run inside GitHub Actions)")
+    return target
 
 
 def cmd_release(args: argparse.Namespace, ctx: Context) -> int:
