@@ -17,7 +17,8 @@
     │   ├── CommandFailed                  exit 1  an external program exited non-zero
     │   ├── DatabaseUnavailable            exit 1  PostgreSQL (control plane or slot server) unreachable
     │   ├── RuntimeFailed                  exit 1  systemd / supervisord / Caddy refused
-    │   └── Unhealthy                      exit 1  a health check failed
+    │   ├── Unhealthy                      exit 1  a health check failed
+    │   └── Interrupted                    exit 130 SIGINT/SIGTERM (a cancelled CI job)
     └── (anything else is a bug: the CLI prints a traceback and exits 70)
 
 Every message is written as the fix: what happened, to what, and what to do.
@@ -101,6 +102,13 @@ class Unhealthy(OperationFailed):
     pass
 
 
+class Interrupted(OperationFailed):
+    """SIGINT or SIGTERM arrived (a cancelled CI job): the current step is stopped, the attempt is
+    recorded as failed and the lease given back, so the slot does not wait for its TTL."""
+
+    exit_code = 130
+
+
 class CommandFailed(OperationFailed):
     def __init__(
         self, message: str, *, argv: Sequence[str] = (), returncode: int | None = None,
@@ -120,4 +128,6 @@ EXIT_CODES: dict[int, str] = {
     4: "refused for safety (a database outside the slot table, a slot held by another run, "
     "a quarantined slot)",
     70: "internal error (a bug): a traceback is printed",
+    130: "interrupted (SIGINT/SIGTERM): the running reset was recorded as failed and its lease "
+    "given back",
 }

@@ -20,6 +20,7 @@ from preview_slots.config import Config, Slot, validate_run_id
 from preview_slots.controlplane import ControlPlane, Lease, LeaseState, ResetStatus, Row
 from preview_slots.durations import format_duration
 from preview_slots.errors import (
+    Interrupted,
     LeaseLost,
     NoSlotFree,
     PreviewSlotsError,
@@ -291,9 +292,12 @@ def _reset_under_lease(config: Config, cp: ControlPlane, lease: Lease, slot: Slo
     except LeaseLost:
         raise
     except PreviewSlotsError as exc:
+        cancelled = isinstance(exc, Interrupted)  # a cancelled job says nothing about the slot
         with cp.transaction():
-            ended = cp.end_lease(lease, LeaseState.FAILED, f"reset failed: {exc.message[:200]}")
-            status, failures = cp.record_failure(slot.id) if ended else ("", 0)
+            ended = cp.end_lease(lease, LeaseState.RELEASED if cancelled else LeaseState.FAILED,
+                                 f"{'interrupted' if cancelled else 'reset failed'}: "
+                                 f"{exc.message[:200]}")
+            status, failures = cp.record_failure(slot.id) if ended and not cancelled else ("", 0)
         if not ended:  # the lease had already expired and was taken, or was released
             _fail_open_reset(cp, slot, lease, exc)
             raise LeaseLost(f"lease lost during the reset of slot {slot.id}: another run holds "

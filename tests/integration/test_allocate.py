@@ -239,3 +239,27 @@ def test_github_output_lines(env: Env, tmp_path: Any) -> None:
                       "--github-output", env={"GITHUB_OUTPUT": ""})
     assert missing.returncode == 2 and "GITHUB_OUTPUT" in missing.stderr
     assert env.cp("SELECT count(*) FROM leases WHERE run_id = 'gh2'") == [(0,)]
+
+
+def test_sigterm_mid_reset_gives_the_slot_back_at_once(make_env: Callable[..., Env]) -> None:
+    import signal
+
+    env = make_env(slots=1)
+    proc = env.popen("allocate", "--run-id", "cancelled", "--strategy", "seed", "--seed-version",
+                     "v1", env={"PREVIEW_SLOTS_FAILPOINT": "before_swap:sleep(30)"})
+    deadline = time.monotonic() + 60
+    while not env.cp("SELECT 1 FROM preview_db_resets WHERE run_id = 'cancelled'"):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.1)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "interrupted by SIGTERM" in err
+    assert env.cp("SELECT reset_status FROM preview_db_resets WHERE run_id = 'cancelled'") \
+        == [("failed",)]
+    assert env.cp("SELECT state::text, status::text, consecutive_failures FROM leases "
+                  "JOIN slots USING (slot_id) WHERE run_id = 'cancelled'") \
+        == [("released", "active", 0)]
+    assert not any(d.startswith(f"c{env.tag}_build") for d in env.databases())
+    assert allocate(env, "next")["reset_status"] == "succeeded"  # no TTL to wait for

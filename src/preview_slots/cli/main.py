@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -50,10 +51,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _ArgumentParserExit(Exception):
-    pass
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -74,8 +71,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         for handler in logging.getLogger().handlers:
             handler.addFilter(_Mask())
-    from preview_slots.errors import PreviewSlotsError
+    from preview_slots.errors import Interrupted, PreviewSlotsError
 
+    def interrupted(signum: int, frame: object) -> None:
+        raise Interrupted(f"interrupted by {signal.Signals(signum).name}: stopped; a reset in "
+                          "progress was recorded as failed and its slot given back")
+
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
     try:
         code: int = args.func(args, ctx)
         return code
@@ -86,9 +89,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         ctx.err(f"preview-slots: error: {mask(exc.message)}")
         return exc.exit_code
-    except KeyboardInterrupt:
-        ctx.err("preview-slots: interrupted")
-        return 130
     except Exception as exc:  # the one boundary for bugs: print everything, distinct code
         from preview_slots.redact import mask
 
