@@ -69,6 +69,7 @@ class Fence:
         beat_cp = ControlPlane(self.config)
         try:
             while not self._stop.wait(self.config.lease.heartbeat_interval):
+                attempt = time.monotonic()  # the trust window counts from when we asked
                 try:
                     expires = beat_cp.heartbeat(self.lease, self.ttl)
                 except PreviewSlotsError as exc:
@@ -78,7 +79,7 @@ class Fence:
                 if expires is None:
                     self._lost = "the lease was released, expired or taken by another run"
                     return
-                self._last_ok = time.monotonic()
+                self._last_ok = attempt
         finally:
             beat_cp.close()
 
@@ -92,7 +93,7 @@ class Fence:
         if not self.cp.still_holds(self.lease):
             self._lost = "the lease is no longer ours (released, expired or taken over)"
             raise LeaseLost(f"lease lost before {step}: {self._lost}")
-        self._last_ok = time.monotonic()
+        # a check confirms the lease still stands; only a renewal extends the trust window
 
 
 @dataclass
@@ -145,6 +146,8 @@ def run_reset(
     reset_id: int | None = None
     server: SlotServer | None = None
     try:
+        # a stale holder resumed here must not even reach the slot server (C-12)
+        fence.check("connecting to the slot server")
         with phases.phase("connect"):
             server = SlotServer(config, application_name=app_name)
             details["server_version"] = server.server_version()
