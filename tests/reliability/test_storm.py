@@ -1,0 +1,129 @@
+"""Many real allocate processes on three slots, with random SIGKILLs; the same run id twenty times
+at once. The history checker reads ``lease_events`` afterwards (case C-05 at scale)."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+
+from tests.conftest import Env
+from tests.reliability import history
+from tests.reliability.conftest import size
+from tests.reliability.figures import record, verdict
+from tests.reliability.harness import (
+    StormResult,
+    add_seeds,
+    allocate_args,
+    finish,
+    spawn,
+    storm,
+    summary,
+)
+
+LEASE = 'reset_ttl = "3s"\npoll_interval = "1s"'
+LIVE = "state IN ('resetting', 'ready')"
+
+
+def storm_env(make_env: Callable[..., Env]) -> Env:
+    env = make_env(slots=3, lease=LEASE)
+    add_seeds(env)
+    return env
+
+
+def reset_times(env: Env) -> list[float]:
+    rows = env.cp("SELECT extract(epoch FROM r.at - g.at) FROM lease_events g JOIN lease_events r "
+                  "USING (lease_id) WHERE g.event = 'granted' AND r.event = 'ready'")
+    return [float(r[0]) for r in rows]
+
+
+def idle_times(env: Env) -> list[float]:
+    """Per slot, the time from one lease's end to the next grant."""
+    rows = env.cp(
+        "SELECT extract(epoch FROM g.at - e.at) FROM lease_events g "
+        "JOIN LATERAL (SELECT max(at) AS at FROM lease_events x WHERE x.slot_id = g.slot_id "
+        "AND x.id < g.id AND x.event IN ('released', 'expired', 'failed')) e ON e.at IS NOT NULL "
+        "WHERE g.event = 'granted'")
+    return [float(r[0]) for r in rows]
+
+
+def after_storm_checks(env: Env, result: StormResult, test: str) -> str:
+    """The invariants every storm must keep, each recorded as a figure; returns what went wrong."""
+    report = history.check(history.load(env.cp))
+    record(test, "history: leases checked", report.leases)
+    record(test, "overlapping holders (slot / run)",
+           f"{len(report.slot_overlaps)} / {len(report.run_overlaps)}", "0 / 0",
+           not report.slot_overlaps and not report.run_overlaps)
+    record(test, "generation order errors, events after end",
+           f"{len(report.generation_errors)}, {len(report.after_end)}", "0, 0",
+           not report.generation_errors and not report.after_end)
+    record(test, "max live leases", report.max_live, "<= 3", report.max_live <= 3)
+    record(test, "reset time, granted to ready", summary(reset_times(env)))
+    record(test, "slot idle between leases", summary(idle_times(env)))
+    half = env.cp(
+        "SELECT count(*) FROM lease_events e JOIN leases l USING (lease_id) "
+        "LEFT JOIN preview_db_resets r ON r.id = l.reset_id "
+        "WHERE e.event = 'ready' AND r.reset_status IS DISTINCT FROM 'succeeded'")[0][0]
+    record(test, "ready leases without a succeeded reset", half, "0", half == 0)
+    record(test, "bad handouts (wrong generation or partial data)", len(result.bad_handouts),
+           "0", not result.bad_handouts)
+    # leaked slots: once every client is gone, only killed clients may still hold a lease (it ends
+    # at its TTL); time-travel those, reap, and every slot must be free, active and usable again
+    killed = {c.run_id for c in result.killed}
+    stray = [r for (r,) in env.cp(f"SELECT run_id FROM leases WHERE {LIVE}") if r not in killed]
+    env.cp(f"UPDATE leases SET expires_at = now() - interval '1s' WHERE {LIVE}")
+    env.cp("UPDATE waiters SET expires_at = now() - interval '1s'")  # killed while in line
+    reaped = env.cli("reap")
+    free = env.cp(f"SELECT count(*) FROM slots s WHERE status = 'active' AND NOT EXISTS "
+                  f"(SELECT 1 FROM leases l WHERE l.slot_id = s.slot_id AND l.{LIVE})")[0][0]
+    running = env.cp("SELECT count(*) FROM preview_db_resets WHERE reset_status = 'running'")[0][0]
+    after = [env.cli(*allocate_args(f"after-{i}")) for i in range(3)]
+    usable = len({json.loads(a.stdout)["slot_id"] for a in after if a.returncode == 0})
+    leaked = len(stray) + (3 - free) + (3 - usable)
+    record(test, "leaked slots (held by no live client, or unusable)", leaked, "0",
+           leaked == 0 and reaped.returncode == 0)
+    record(test, "resets left 'running' after reap", running, "0", running == 0)
+    return "; ".join(filter(None, [
+        "" if report.ok else report.describe(),
+        f"leases still held by clients that exited: {stray}" if stray else "",
+        "; ".join(a.stderr.strip() for a in after if a.returncode != 0),
+    ]))
+
+
+def test_allocation_storm_with_random_kills(make_env: Callable[..., Env]) -> None:
+    n = size(40, 200)
+    env = storm_env(make_env)
+    result = storm(env, n, wait="900s", ttl="8s", kill_fraction=0.15, rng=random.Random(5))
+    test = f"storm: {n} allocate, 3 slots, 15% SIGKILL"
+    codes = result.codes
+    unexpected = result.unexpected({0, 3})
+    record(test, "clients served / exit 3 / killed",
+           f"{len(result.served)} / {codes.get(3, 0)} / {len(result.killed)}",
+           "sum = n", len(result.served) + codes.get(3, 0) + len(result.killed) == n)
+    record(test, "other exit codes", len(unexpected), "0", not unexpected)
+    record(test, "time to be served", summary(result.wait_times()))
+    record(test, "storm duration", f"{result.seconds:.0f}s")
+    problems = after_storm_checks(env, result, test)
+    verdict(test, problems, [(c.run_id, c.code, c.stderr[-500:]) for c in unexpected[:5]],
+            result.bad_handouts[:5])
+
+
+def test_same_run_id_twenty_times_at_once(make_env: Callable[..., Env]) -> None:
+    env = storm_env(make_env)
+    clients = [spawn(env, allocate_args("same-run", "v1"), name=f"same{i}") for i in range(20)]
+    for client in clients:
+        finish(client)
+    codes = [c.code for c in clients]
+    answers = {(d["slot_id"], d["generation"], d["reset_id"], d["db_name"])
+               for d in (json.loads(c.stdout) for c in clients if c.code == 0)}
+    grants = env.cp("SELECT count(*) FROM lease_events WHERE run_id = 'same-run' "
+                    "AND event = 'granted'")[0][0]
+    resets = env.cp("SELECT count(*) FROM preview_db_resets WHERE run_id = 'same-run'")[0][0]
+    live = env.cp(f"SELECT count(*) FROM leases WHERE run_id = 'same-run' AND {LIVE}")[0][0]
+    test = "same run id x20 at once"
+    record(test, "exit 0", f"{codes.count(0)}/20", "20/20", codes.count(0) == 20)
+    record(test, "distinct answers (slot, generation, reset)", len(answers), "1",
+           len(answers) == 1)
+    record(test, "live leases / grants / resets", f"{live} / {grants} / {resets}", "1 / 1 / 1",
+           (live, grants, resets) == (1, 1, 1))
+    verdict(test, [c.stderr[-300:] for c in clients if c.code != 0][:3])
