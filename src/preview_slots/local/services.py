@@ -259,6 +259,7 @@ def start_services(state_dir: Path, config: Config) -> None:
         manager.update([CADDY_PROGRAM])
     _wait_caddy_admin(config.caddy.admin, START_TIMEOUT)
     provision(config)
+    manager.wait_running(config.slots)  # those supervisord was starting on its own, too
 
 
 def _index_html(slot: str, host: str) -> str:

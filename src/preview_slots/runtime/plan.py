@@ -9,7 +9,6 @@ changes nothing, then runs the actions in order through the backends.
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,11 +18,11 @@ from typing import TYPE_CHECKING, Protocol
 from preview_slots.errors import PreviewSlotsError, RuntimeFailed
 from preview_slots.redact import mask
 from preview_slots.runtime import files
-from preview_slots.runtime.proc import command_line, listener_outside
+from preview_slots.runtime.proc import command_line, listener_outside, listening
 
 if TYPE_CHECKING:
     from preview_slots.config import Config, Slot
-    from preview_slots.runtime.base import ServiceManager
+    from preview_slots.runtime.base import ServiceManager, ServiceState
     from preview_slots.runtime.supervisor import ProgramStatus
     from preview_slots.runtime.systemd import UnitStatus
 
@@ -236,7 +235,7 @@ class CheckServices:
             # listening first: until then the process may not have exec'd the application yet
             self._wait_listening(services, slot, deadline)
             state = services.state(slot)
-            if not state.active:
+            if not _alive(state):
                 raise RuntimeFailed(f"{slot.unit} stopped right after its start ({state.state}: "
                                     f"{state.detail or 'no detail'}); see its log")
             pid = backends.processes.host_pid(slot) if backends.processes else None
@@ -250,12 +249,12 @@ class CheckServices:
 
     def _wait_listening(self, services: ServiceManager, slot: Slot, deadline: float) -> None:
         polls = 0
-        while not _listening(slot.port):
+        while not listening(slot.port):
             if time.monotonic() > deadline:
                 raise RuntimeFailed(f"{slot.unit} runs but nothing listens on 127.0.0.1:"
                                     f"{slot.port} after {self.listen_timeout:g}s; see its log")
             polls += 1
-            if polls % 10 == 0 and not (state := services.state(slot)).active:
+            if polls % 10 == 0 and not _alive(state := services.state(slot)):
                 raise RuntimeFailed(f"{slot.unit} stopped right after its start ({state.state}: "
                                     f"{state.detail or 'no detail'}); see its log")
             time.sleep(0.05)
@@ -272,12 +271,9 @@ class CheckServices:
                     "or program definition and run provision again")
 
 
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
+def _alive(state: ServiceState) -> bool:
+    """Running, or (supervisord) still in its ``startsecs`` but already up."""
+    return state.active or state.state == "STARTING"
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 
@@ -135,3 +136,12 @@ def command_line(pid: int) -> str:
     except OSError:
         return "?"
     return " ".join(part.decode(errors="replace") for part in raw.split(b"\0") if part)[:120]
+
+
+def listening(port: int) -> bool:
+    """Something accepts TCP connections on 127.0.0.1:``port``."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False

@@ -258,7 +258,7 @@ def _plan_supervisor(config: Config, slots: tuple[Slot, ...], backends: Backends
         elif slot.id in env_changed and (st.active or st.statename == "STARTING"):
             later.append(RestartService(slot, "env file changed"))
         elif st.statename == "STARTING":
-            pass  # supervisord is starting it: only wait for it below
+            continue  # supervisord is starting it with the current definition and env file
         elif not st.active:
             later.append(StartService(slot, f"it is {st.statename}"))
         else:

@@ -29,7 +29,7 @@ from preview_slots.redact import mask
 from preview_slots.runtime.base import ServiceState
 from preview_slots.runtime.command import exec_argv
 from preview_slots.runtime.envfile import env_path, require_env_file
-from preview_slots.runtime.proc import read_environ
+from preview_slots.runtime.proc import listening, read_environ
 
 PROGRAM_MODE = 0o644
 ENVEXEC = "preview_slots.runtime.envexec"
@@ -312,15 +312,18 @@ class SupervisorManager:
         return True
 
     def wait_running(self, slots: Sequence[Slot], timeout: float | None = None) -> None:
-        """Wait until every slot's program is RUNNING (it stayed up ``startsecs``)."""
+        """Wait until every slot's program is up: RUNNING, or STARTING and listening on the
+        slot's port (supervisord calls it RUNNING only after ``startsecs``)."""
         deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
-        pending = {program_name(s) for s in slots}
+        ports = {program_name(s): s.port for s in slots}
+        pending = set(ports)
         while True:
             infos = {str(i["name"]): i for i in self.call("getAllProcessInfo")}
             for name in sorted(pending):
                 info = infos.get(name)
                 state = str(info["statename"]) if info else "NOT LOADED"
-                if state in RUNNING_STATES:
+                # up: RUNNING (it stayed up startsecs), or already serving on its port
+                if state in RUNNING_STATES or (state == "STARTING" and listening(ports[name])):
                     pending.discard(name)
                 elif state in FAILED_STATES or state in ("STOPPED", "NOT LOADED"):
                     why = f": {info['spawnerr']}" if info and info.get("spawnerr") else ""
