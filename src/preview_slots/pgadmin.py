@@ -285,5 +285,10 @@ def _slot_key(slot_id: str) -> int:
     return zlib.crc32(slot_id.encode()) & 0x7FFFFFFF
 
 
+def slot_lock(slot: Slot) -> tuple[int, int]:
+    """The two keys of the slot's reset mutex, for ``pg_advisory_lock(int, int)``."""
+    return ADVISORY_NAMESPACE, _slot_key(slot.id)
+
+
 def is_psycopg_error(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.Error)
