@@ -435,6 +435,7 @@ def db_command(
     mode: Mode,
     dry_run: bool = False,
     stop_service: Callable[[Slot], None] | None = None,
+    after_reset: Callable[[Slot, Lease], None] | None = None,
 ) -> dict[str, Any]:
     """``db reset`` / ``db seed`` / ``db reset-and-seed`` on one slot.
 
@@ -482,7 +483,7 @@ def db_command(
                 raise SlotLeasedToOther(f"slot {slot.id} was just taken by another run; retry")
             lease = claimed
         outcome = _reset_under_lease(config, cp, lease, slot, source, mode,
-                                     config.lease.ttl, stop_service, None)
+                                     config.lease.ttl, stop_service, after_reset)
         if not keep:
             cp.release(owner)
         return {"slot_id": slot.id, "db_name": slot.database, "reset_id": outcome.reset_id,

@@ -42,8 +42,8 @@ def readiness_hooks(config: Config) -> tuple[StopHook | None, ReadyHook | None]:
 
 def prewarm_in_background(config: Config, slot_id: str, strategy: str | None,
                           seed_version: str | None, snapshot_version: str | None) -> None:
-    """Prepare the slot's next database (a warm spare) in a detached process, off the critical
-    path of this command. Only when the config asks for it and the config is a file."""
+    """Prepare the slots' next databases (warm spares of this version) in a detached process, off
+    the critical path of this command. Only when the config asks for it and is a file."""
     import sys
 
     from preview_slots.runner import spawn_detached
@@ -54,5 +54,6 @@ def prewarm_in_background(config: Config, slot_id: str, strategy: str | None,
     version = seed_version if strategy == "seed" else snapshot_version
     if not version or strategy not in ("seed", "snapshot"):
         return
+    # every slot, not only this one: the next allocation may get any free slot
     spawn_detached([sys.executable, "-m", "preview_slots", "--config", str(config.path.resolve()),
-                    "prewarm", "--slot", slot_id, f"--{strategy}-version", version])
+                    "prewarm", f"--{strategy}-version", version])

@@ -13,8 +13,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from preview_slots.local.pg import LocalPostgres, free_port, pg_bin_dir
+
+if TYPE_CHECKING:
+    from preview_slots.config import Config
 
 CONFIG_NAME = "preview-slots.toml"
 
@@ -40,7 +44,8 @@ class LocalStack:
         if self._meta_path.exists():
             data: dict[str, str] = json.loads(self._meta_path.read_text())
             return data
-        meta = {"pg_port": str(free_port()), "pg_bin": str(pg_bin_dir())}
+        meta = {"pg_port": str(free_port()), "pg_bin": str(pg_bin_dir()),
+                "slot_ports": ",".join(str(p) for p in _slot_ports())}
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._meta_path.write_text(json.dumps(meta, indent=2) + "\n")
         return meta
@@ -53,11 +58,15 @@ class LocalStack:
         lines = [f"postgresql {pg_version(pg)} on 127.0.0.1:{pg.port} (data {pg.datadir})"]
         self._write_config(pg, seeds_dir)
         lines.append(f"config written to {self.config_path}")
+        from preview_slots.config import load_config
+
+        config = load_config(self.config_path)
+        created = _ensure_slot_databases(config)
+        if created:
+            lines.append(f"created empty slot databases: {', '.join(created)}")
         services = _services()
         if services is not None:
-            from preview_slots.config import load_config
-
-            services.start_services(self.state_dir.resolve(), load_config(self.config_path))
+            services.start_services(self.state_dir.resolve(), config)
             lines += services.services_status(self.state_dir.resolve())
         return lines
 
@@ -85,10 +94,11 @@ class LocalStack:
     def _write_config(self, pg: LocalPostgres, seeds_dir: Path) -> None:
         state = self.state_dir.resolve()
         slots = []
-        for n in (1, 2, 3):
+        ports = [int(p) for p in self._meta().get("slot_ports", "3101,3102,3103").split(",")]
+        for n, port in zip((1, 2, 3), ports, strict=True):
             slots.append(
                 "[[slots]]\n"
-                f'id = "preview{n}"\nhost = "preview{n}.example.com"\nport = {3100 + n}\n'
+                f'id = "preview{n}"\nhost = "preview{n}.example.com"\nport = {port}\n'
                 f'static_root = "{state}/static/preview{n}"\ndatabase = "app_preview_{n}"\n'
                 f'unit = "ouroboros-web@preview{n}"\n'
             )
@@ -111,6 +121,39 @@ class LocalStack:
             fh.write(text)
         os.chmod(tmp, 0o600)
         os.replace(tmp, self.config_path)
+
+
+def _ensure_slot_databases(config: Config) -> list[str]:
+    """Give every slot a database (empty) so its example app can start before its first reset."""
+    from preview_slots.pgadmin import SlotServer
+
+    created = []
+    with SlotServer(config, application_name="preview-slots local up") as server:
+        for slot in config.slots:
+            if not server.exists(slot.database):
+                server.create(slot.database)
+                created.append(slot.database)
+    return created
+
+
+def _slot_ports() -> list[int]:
+    """The seed's ports 3101-3103 when they are free here, else three free ones (say, when
+    another stack or program already uses them); chosen once and kept in the state folder."""
+    seed = [3101, 3102, 3103]
+    if all(_port_free(p) for p in seed):
+        return seed
+    return [free_port() for _ in seed]
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def pg_version(pg: LocalPostgres) -> str:

@@ -1,0 +1,87 @@
+"""The main job on the embedded default, as `make demo` runs it: local stack up, init, allocate,
+the reset row, health through Caddy, a second allocation from the warm spare, stack down."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from preview_slots.config import load_config
+from tests.conftest import ROOT
+
+
+def run(state: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PREVIEW_SLOTS_CONFIG": str(state / "preview-slots.toml")}
+    env.pop("PREVIEW_SLOTS_FAILPOINT", None)
+    return subprocess.run([sys.executable, "-m", "preview_slots", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    import shutil
+    import tempfile
+
+    # outside pytest's tree: the server runs as an unprivileged user when we are root
+    state = Path(tempfile.mkdtemp(prefix="preview-slots-demo-")) / "state"
+    up = run(state, "local", "up", "--state-dir", str(state))
+    assert up.returncode == 0, up.stderr
+    try:
+        yield state
+    finally:
+        down = run(state, "local", "down", "--state-dir", str(state))
+        shutil.rmtree(state.parent, ignore_errors=True)
+        assert down.returncode == 0, down.stderr
+
+
+def test_demo_flow(stack: Path) -> None:
+    config = load_config(stack / "preview-slots.toml")
+    assert config.runtime.manager == "supervisor" and config.caddy.tls == "off"
+    assert run(stack, "init").returncode == 0
+
+    first = run(stack, "allocate", "--run-id", "demo", "--strategy", "seed", "--seed-version",
+                "v1", "--json", "--wait", "1m")
+    assert first.returncode == 0, first.stderr
+    data = json.loads(first.stdout)
+    assert data["reset_status"] == "succeeded"
+    slot = config.slot(data["slot_id"])
+
+    history = json.loads(run(stack, "history", "--limit", "1", "--json").stdout)[0]
+    assert history["id"] == data["reset_id"] and history["seed_version"] == "v1"
+
+    # through Caddy, with the slot's Host header, no DNS
+    request = urllib.request.Request(
+        f"http://{config.caddy.proxy_address}:{config.caddy.http_port}/health",
+        headers={"Host": slot.host})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        body = json.loads(response.read())
+    assert body == {"status": "ok", "slot": slot.id, "database": slot.database} | {
+        k: v for k, v in body.items() if k not in ("status", "slot", "database")}
+
+    health = run(stack, "health", "--wait", "30s", "--json")
+    assert health.returncode == 0, health.stdout + health.stderr
+
+    # release, wait for the background spare, allocate again: the spare is swapped in
+    assert run(stack, "release", "--run-id", "demo").returncode == 0
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:  # spares of v1 for the two free slots, in the background
+        listed = json.loads(run(stack, "cache", "list", "--json").stdout)
+        if sum(r["kind"] == "spare" and bool(r["comment"]) for r in listed) >= 2:
+            break
+        time.sleep(0.5)
+    second = run(stack, "allocate", "--run-id", "demo2", "--strategy", "seed", "--seed-version",
+                 "v1", "--json", "--wait", "1m")
+    assert second.returncode == 0, second.stderr
+    again = json.loads(run(stack, "history", "--limit", "1", "--json").stdout)[0]
+    assert again["details"]["clone"] == "spare"
+    assert again["details"]["phases"]["swap"] < 5
+    status = run(stack, "local", "status", "--state-dir", str(stack))
+    assert "postgresql: running" in status.stdout
