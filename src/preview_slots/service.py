@@ -20,6 +20,7 @@ from preview_slots.config import Config, Slot, validate_run_id
 from preview_slots.controlplane import ControlPlane, Lease, LeaseState, ResetStatus, Row
 from preview_slots.durations import format_duration
 from preview_slots.errors import (
+    DatabaseUnavailable,
     Interrupted,
     LeaseLost,
     NoSlotFree,
@@ -196,7 +197,7 @@ def allocate(
         if dry_run:
             return _allocate_plan(config, cp, run_id, request, source)
         cp.sync_slots()
-        claimed = _claim_in_turn(config, cp, run_id, request, source, wait, on_wait)
+        claimed = _claim_patiently(config, cp, run_id, request, source, wait, on_wait)
         if not isinstance(claimed, Lease):
             return _allocation(config, cp, claimed, reused=True)
         lease = claimed
@@ -213,6 +214,26 @@ def allocate(
         result.reset_id = outcome.reset_id
         result.reset_status = outcome.status.value
         return result
+
+
+def _claim_patiently(config: Config, cp: ControlPlane, run_id: str, request: SourceRequest,
+                     source: Source, wait: float,
+                     on_wait: Callable[[str], None] | None) -> Lease | Row:
+    """``_claim_in_turn``, riding out control-plane outages (a restart, a failover) for as long as
+    ``wait`` allows: nothing is held while waiting, so reconnecting and queueing again is safe. A
+    claim that committed but whose reply was lost is found again as this run's own lease."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return _claim_in_turn(config, cp, run_id, request, source,
+                                  max(0.0, deadline - time.monotonic()), on_wait)
+        except DatabaseUnavailable as exc:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise
+            log.warning("%s; still waiting (%s left)", exc.message, format_duration(remaining))
+            cp.close()
+            time.sleep(min(config.lease.poll_interval, remaining))
 
 
 def _claim_in_turn(config: Config, cp: ControlPlane, run_id: str, request: SourceRequest,
@@ -297,7 +318,9 @@ def _reset_under_lease(config: Config, cp: ControlPlane, lease: Lease, slot: Slo
             ended = cp.end_lease(lease, LeaseState.RELEASED if cancelled else LeaseState.FAILED,
                                  f"{'interrupted' if cancelled else 'reset failed'}: "
                                  f"{exc.message[:200]}")
-            status, failures = cp.record_failure(slot.id) if ended and not cancelled else ("", 0)
+            # neither a cancelled job nor an unreachable server says anything about the slot
+            counts = ended and not cancelled and not isinstance(exc, DatabaseUnavailable)
+            status, failures = cp.record_failure(slot.id) if counts else ("", 0)
         if not ended:  # the lease had already expired and was taken, or was released
             _fail_open_reset(cp, slot, lease, exc)
             raise LeaseLost(f"lease lost during the reset of slot {slot.id}: another run holds "
