@@ -314,6 +314,7 @@ def _reset_under_lease(config: Config, cp: ControlPlane, lease: Lease, slot: Slo
         raise
     except PreviewSlotsError as exc:
         cancelled = isinstance(exc, Interrupted)  # a cancelled job says nothing about the slot
+        _fail_open_reset(cp, slot, lease, exc)  # before the lease ends (it would be 'abandoned')
         with cp.transaction():
             ended = cp.end_lease(lease, LeaseState.RELEASED if cancelled else LeaseState.FAILED,
                                  f"{'interrupted' if cancelled else 'reset failed'}: "
@@ -322,13 +323,11 @@ def _reset_under_lease(config: Config, cp: ControlPlane, lease: Lease, slot: Slo
             counts = ended and not cancelled and not isinstance(exc, DatabaseUnavailable)
             status, failures = cp.record_failure(slot.id) if counts else ("", 0)
         if not ended:  # the lease had already expired and was taken, or was released
-            _fail_open_reset(cp, slot, lease, exc)
             raise LeaseLost(f"lease lost during the reset of slot {slot.id}: another run holds "
                             f"it now or it was released; stopped ({exc.message})") from exc
         if status == "quarantined":
             exc.message += (f" (slot {slot.id} failed {failures} times in a row and is now "
                             f"quarantined: `preview-slots unquarantine --slot {slot.id}`)")
-        _fail_open_reset(cp, slot, lease, exc)
         raise
     with cp.transaction():  # ready and succeeded together: a crash between leaves neither
         ready = cp.mark_ready(lease, hold, outcome.reset_id)
@@ -347,7 +346,11 @@ def _fail_open_reset(cp: ControlPlane, slot: Slot, lease: Lease, exc: PreviewSlo
     """A readiness failure happens after run_reset recorded success: say so in the row."""
     row = cp.one("history", {"slot_id": slot.id, "run_id": lease.run_id, "limit": 1})
     if row and row["reset_status"] == "running":
-        cp.finish_reset(row["id"], ResetStatus.FAILED, {"error": exc.message})
+        details: dict[str, Any] = {"error": exc.message, "failed_phase": "readiness"}
+        health = getattr(exc, "health", None)  # a readiness timeout carries the last verdicts
+        if health is not None:
+            details["health"] = health.to_dict()
+        cp.finish_reset(row["id"], ResetStatus.FAILED, details)
 
 
 def _allocate_plan(config: Config, cp: ControlPlane, run_id: str, request: SourceRequest,

@@ -85,3 +85,26 @@ def test_demo_flow(stack: Path) -> None:
     assert again["details"]["phases"]["swap"] < 5
     status = run(stack, "local", "status", "--state-dir", str(stack))
     assert "postgresql: running" in status.stdout
+
+
+def test_readiness_failure_is_recorded_and_the_slot_not_handed_out(stack: Path) -> None:
+    from preview_slots.local.pg import free_port
+
+    assert run(stack, "init").returncode == 0
+    # the same stack, but the proxy address is wrong: the routed check can never pass
+    text = (stack / "preview-slots.toml").read_text()
+    config = load_config(stack / "preview-slots.toml")
+    text = text.replace(f"http_port = {config.caddy.http_port}", f"http_port = {free_port()}")
+    text = text.replace('[health]\n', '[health]\nready_timeout = "3s"\n')
+    broken = stack / "broken.toml"
+    broken.write_text(text)
+    result = run(stack, "--config", str(broken), "allocate", "--run-id", "never", "--strategy",
+                 "seed", "--seed-version", "v1", "--json")
+    assert result.returncode == 1
+    assert "routed" in result.stderr
+    row = json.loads(run(stack, "history", "--run-id", "never", "--json").stdout)[0]
+    assert row["reset_status"] == "failed"
+    assert row["details"]["failed_phase"] == "readiness"
+    assert row["details"]["health"]["checks"]["routed"]["status"] == "fail"
+    status = json.loads(run(stack, "status", "--json").stdout)
+    assert all(s["run_id"] != "never" for s in status)
