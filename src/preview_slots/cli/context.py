@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing would slow down `--help`
 if TYPE_CHECKING:
+    from typing import Any
+
     from preview_slots.config import Config
 
 
-@dataclass
 class Context:
-    config_path: str | None
-    debug: bool = False
-    _config: Config | None = field(default=None, repr=False)
+    # a plain class: importing dataclasses (inspect, ast, dis) would slow down `--help`
+
+    def __init__(self, config_path: str | None, debug: bool = False) -> None:
+        self.config_path = config_path
+        self.debug = debug
+        self._config: Config | None = None
 
     @property
     def config(self) -> Config:
@@ -39,5 +41,7 @@ class Context:
 
     @staticmethod
     def json(data: Any) -> None:
+        import json
+
         sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
         sys.stdout.flush()

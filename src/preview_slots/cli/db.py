@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from preview_slots.cli.context import Context
 from preview_slots.cli.slots import add_source_flags, source_request
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing would slow down `--help`
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -122,10 +125,12 @@ def cmd_db(args: argparse.Namespace, ctx: Context) -> int:
     from preview_slots.service import db_command
 
     config = ctx.config
-    stop = None if args.dry_run else readiness_hooks(config)[0]
+    # the service is stopped for the swap and started again on the new database
+    stop, after = (None, None) if args.dry_run else readiness_hooks(config)
     result: dict[str, Any] = db_command(
         config, args.slot, source_request=source_request(args) if args.needs_source else None,
         run_id=args.run_id, mode=args.mode, dry_run=args.dry_run, stop_service=stop,
+        after_reset=after,
     )
     if args.json:
         ctx.json(result)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import threading
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
 
 from preview_slots.cli.context import Context
 from preview_slots.errors import PreviewSlotsError
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing would slow down `--help`
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import Any
+
     from preview_slots.config import Config
     from preview_slots.controlplane import ControlPlane
     from preview_slots.health import SlotHealth
@@ -60,6 +61,8 @@ class _LastResets:
     imported on first use, on a worker thread, while the HTTP probes are already running."""
 
     def __init__(self, config: Config) -> None:
+        import threading
+
         self._config = config
         self._lock = threading.Lock()
         self._plane: ControlPlane | None = None

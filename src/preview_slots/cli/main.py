@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import signal
 import sys
-import traceback
 from collections.abc import Sequence
 from importlib import import_module
 
@@ -55,6 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     ctx = Context(config_path=args.config, debug=args.debug)
+    import logging  # imported only now: `--help` and bad flags have exited above
+    import signal
+    import traceback
+
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING,
         format="preview-slots: %(levelname)s %(name)s: %(message)s",

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from preview_slots.cli.context import Context
 from preview_slots.cli.render import table
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing would slow down `--help`
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
