@@ -179,7 +179,9 @@ FROM leases l WHERE l.state IN ('resetting', 'ready') ORDER BY l.slot_id;
 -- before it (every live waiter, for a caller not in line) than there are free slots. A slot whose
 -- lease ran out counts as free: the claim itself ends that lease.
 SELECT (SELECT count(*) FROM waiters w WHERE w.expires_at > now()
-          AND (%(waiter_id)s::bigint IS NULL OR w.waiter_id < %(waiter_id)s::bigint))
+          AND (%(waiter_id)s::bigint IS NULL OR w.waiter_id < %(waiter_id)s::bigint)
+          AND (w.backend_pid IS NULL
+               OR EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = w.backend_pid)))
      < (SELECT count(*) FROM slots s
         WHERE s.slot_id = ANY(%(slot_ids)s) AND s.status = 'active'
           AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.slot_id = s.slot_id
@@ -187,13 +189,14 @@ SELECT (SELECT count(*) FROM waiters w WHERE w.expires_at > now()
        AS ok;
 
 -- name: enqueue_waiter
-INSERT INTO waiters (run_id, owner, expires_at)
-VALUES (%(run_id)s, %(owner)s, now() + make_interval(secs => %(ttl)s))
+INSERT INTO waiters (run_id, owner, expires_at, backend_pid)
+VALUES (%(run_id)s, %(owner)s, now() + make_interval(secs => %(ttl)s), pg_backend_pid())
 RETURNING waiter_id;
 
 -- name: waiter_heartbeat
 -- Zero rows back: our place in line lapsed (we were paused past its expiry); queue again.
-UPDATE waiters SET heartbeat_at = now(), expires_at = now() + make_interval(secs => %(ttl)s)
+UPDATE waiters SET heartbeat_at = now(), expires_at = now() + make_interval(secs => %(ttl)s),
+       backend_pid = pg_backend_pid()
 WHERE waiter_id = %(waiter_id)s AND expires_at > now()
 RETURNING waiter_id;
 
