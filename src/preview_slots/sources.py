@@ -22,6 +22,7 @@ from preview_slots.errors import (
 )
 from preview_slots.local.pg import pg_bin_dir
 from preview_slots.runner import run
+from preview_slots.seedscan import forbidden_meta_commands
 
 PSQL_ERROR = re.compile(
     r"psql:(?P<file>[^\n]*?):(?P<line>\d+): ERROR:\s+(?:(?P<state>[0-9A-Z]{5}): )?(?P<msg>[^\n]*)"
@@ -69,9 +70,18 @@ def resolve_seed(config: Config, version: str) -> Source:
         raise SourceError(f"seed version {version!r} is empty: no *.sql files in {folder}")
     digest = hashlib.sha256()
     for path in files:
+        data = path.read_bytes()
         digest.update(path.name.encode() + b"\0")
-        digest.update(path.read_bytes())
+        digest.update(data)
         digest.update(b"\0")
+        bad = forbidden_meta_commands(data.decode("utf-8", errors="replace"))
+        if bad:
+            where = ", ".join(f"{m.command} at line {m.line}" for m in bad[:3])
+            raise SourceError(
+                f"seed {version!r} file {path.name} uses psql meta-commands that could leave the "
+                f"slot's database or its transaction ({where}): seeds may use SQL and "
+                f"\\set/\\echo/\\if only"
+            )
     return Source("seed", version, digest.hexdigest(), files)
 
 

@@ -59,6 +59,8 @@ CASES: list[tuple[str, list[str], int, str]] = [
                                           "--seed-version", "v1"], 2, "--snapshot-version"),
     ("path in a version", ["allocate", "--run-id", "r", "--strategy", "seed",
                            "--seed-version", "../v1"], 2, "not allowed"),
+    ("psql meta-command in a seed", ["allocate", "--run-id", "r", "--strategy", "seed",
+                                     "--seed-version", "meta"], 2, "meta-commands"),
     ("bad duration", ["allocate", "--run-id", "r", "--strategy", "seed", "--seed-version", "v1",
                       "--wait", "soon"], 2, "--wait"),
 ]
@@ -69,6 +71,9 @@ def test_bad_input_is_refused_and_changes_nothing(loaded: Env, name: str, args: 
                                                   code: int, words: str) -> None:
     env = loaded
     (env.config.seeds_dir / "empty").mkdir(exist_ok=True)
+    meta = env.config.seeds_dir / "meta"
+    meta.mkdir(exist_ok=True)
+    (meta / "001.sql").write_text("CREATE TABLE a (i int);\n\\c postgres\nDROP DATABASE x;\n")
     snaps = env.config.snapshots_dir
     snaps.mkdir(parents=True, exist_ok=True)
     (snaps / "junk.dump").write_text("this is not a pg_dump archive\n")

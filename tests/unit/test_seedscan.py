@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import pytest
+
+from preview_slots.seedscan import forbidden_meta_commands
+
+
+@pytest.mark.parametrize(("text", "found"), [
+    ("\\c preview_slots\nCREATE TABLE x (i int);", [(1, "\\c")]),
+    ("SELECT 1;\n\\! id > /tmp/x\n", [(2, "\\!")]),
+    ("SELECT 1; \\connect postgres\n", [(1, "\\connect")]),
+    ("SELECT 1 \\g /tmp/out\n", [(1, "\\g")]),
+    ("\\o /tmp/x\n\\i other.sql\n\\copy t from '/etc/passwd'\n",
+     [(1, "\\o"), (2, "\\i"), (3, "\\copy")]),
+    ("\\set ON_ERROR_STOP 1\n\\echo hi\nSELECT 1;\n", []),
+    ("SELECT 'a \\c b', E'x\\'y \\c', \"we\\ird\";\n", []),
+    ("SELECT $$ \\c inside $$, $t$ \\! $t$;\n", []),
+    ("-- a comment \\c x\n/* block \\! /* nested */ \\c */ SELECT 1;\n", []),
+    ("COPY t (a, b) FROM stdin;\n\\N\t\\\\c\n1\t\\!x\n\\.\n\\c after\n", [(5, "\\c")]),
+    ("copy public.t from STDIN with (format text);\n\\.\nSELECT 1;\n", []),
+    ("SELECT 1; COPY t FROM stdin;\n\\N\n\\.\n", []),
+])
+def test_meta_commands(text: str, found: list[tuple[int, str]]) -> None:
+    assert [(m.line, m.command) for m in forbidden_meta_commands(text)] == found
+
+
+def test_pg_dump_plain_output_passes() -> None:
+    dump = (
+        "SET statement_timeout = 0;\nSELECT pg_catalog.set_config('search_path', '', false);\n"
+        "CREATE TABLE public.t (id integer, note text);\n"
+        "COPY public.t (id, note) FROM stdin;\n1\tone\\ttab\n2\t\\N\n\\.\n\n"
+        "CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $_$\nBEGIN RETURN 1; END\n$_$;\n"
+    )
+    assert forbidden_meta_commands(dump) == []
