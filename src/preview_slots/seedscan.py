@@ -90,12 +90,11 @@ def forbidden_meta_commands(text: str) -> list[MetaCommand]:
                 if c == quote:
                     quote = None
                 j += 1
-            else:  # dollar quote
-                if line.startswith(quote, j):
-                    j += len(quote)
-                    quote = None
-                else:
-                    j += 1
+            elif line.startswith(quote, j):  # the end of a dollar quote
+                j += len(quote)
+                quote = None
+            else:
+                j += 1
         if line and quote is None:
             statement.append(line[seg:])
         i += 1
