@@ -180,8 +180,8 @@ FROM leases l WHERE l.state IN ('resetting', 'ready') ORDER BY l.slot_id;
 -- lease ran out counts as free: the claim itself ends that lease.
 SELECT (SELECT count(*) FROM waiters w WHERE w.expires_at > now()
           AND (%(waiter_id)s::bigint IS NULL OR w.waiter_id < %(waiter_id)s::bigint)
-          AND (w.backend_pid IS NULL
-               OR EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = w.backend_pid)))
+          AND (w.backend_pid IS NULL  -- one hashed look at the live sessions, not one per row
+               OR w.backend_pid IN (SELECT pid FROM pg_stat_get_activity(NULL::integer))))
      < (SELECT count(*) FROM slots s
         WHERE s.slot_id = ANY(%(slot_ids)s) AND s.status = 'active'
           AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.slot_id = s.slot_id
