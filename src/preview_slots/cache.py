@@ -88,7 +88,9 @@ def ensure_template(config: Config, server: SlotServer, source: Source,
                                f"sha256={source.checksum}")
             server.set_template(building, is_template=True)
             server.rename(building, name)
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, ResetFailed) and exc.phase == "load":
+                exc.blames_source = True  # no slot is involved yet: the source is at fault
             server.drop(building)
             raise
     return name, True

@@ -77,7 +77,8 @@ class PgUrl:
         params = dict(self.params)
         params["dbname"] = dbname
         parts = urlsplit(self.url)
-        url = parts._replace(path="/" + dbname).geturl()
+        query = f"?{parts.query}" if parts.query else ""
+        url = f"{parts.scheme}://{parts.netloc}/{dbname}{query}"  # keeps "postgresql:///db"
         return PgUrl(url, params)
 
     def libpq_env(self) -> dict[str, str]:
@@ -574,6 +575,11 @@ def build_config(data: Mapping[str, Any], path: Path | None) -> Config:
         proxy_address=cd.text("proxy_address", "127.0.0.1"),
         site_directives=_lines(cd, "site_directives"),
     )
+    for slot in slots:
+        if slot.port in (caddy.http_port, caddy.https_port):
+            raise ConfigError(f"port {slot.port} of slot {slot.id} is also Caddy's port",
+                              path=where, key="caddy.http_port" if slot.port == caddy.http_port
+                              else "caddy.https_port")
     hl = _table(data, "health", path)
     health_path = hl.text("path", "/health")
     if not health_path.startswith("/"):

@@ -80,10 +80,14 @@ class OperationFailed(PreviewSlotsError):
 
 
 class ResetFailed(OperationFailed):
-    def __init__(self, message: str, *, phase: str = "", sqlstate: str | None = None) -> None:
+    def __init__(self, message: str, *, phase: str = "", sqlstate: str | None = None,
+                 blames_source: bool = False) -> None:
         super().__init__(message)
         self.phase = phase
         self.sqlstate = sqlstate
+        # True when the seed or snapshot itself is at fault (it failed while building the shared
+        # template): that says nothing about the slot, so it does not count toward quarantine
+        self.blames_source = blames_source
 
 
 class LeaseLost(OperationFailed):

@@ -25,6 +25,7 @@ from preview_slots.errors import (
     LeaseLost,
     NoSlotFree,
     PreviewSlotsError,
+    ResetFailed,
     SafetyRefusal,
     SlotLeasedToOther,
     SlotQuarantined,
@@ -282,9 +283,11 @@ def _claim_in_turn(config: Config, cp: ControlPlane, run_id: str, request: Sourc
                     time.sleep(random.uniform(0.005, 0.02))
                     continue
             remaining = deadline - time.monotonic()
+            _refuse_if_all_quarantined(cp)
             if remaining <= 0:
-                raise NoSlotFree(f"no slot free for run {run_id} within "
-                                 f"{format_duration(wait)}: {_holders_text(cp)}")
+                within = f"within {format_duration(wait)}" if wait > 0 else \
+                    "(pass --wait to wait for one)"
+                raise NoSlotFree(f"no slot free for run {run_id} {within}: {_holders_text(cp)}")
             if waiter is None:
                 waiter = cp.enqueue(run_id, _waiter_ttl(config))
             if on_wait and not announced:
@@ -295,6 +298,16 @@ def _claim_in_turn(config: Config, cp: ControlPlane, run_id: str, request: Sourc
             retries = 0
     finally:
         _leave_queue(cp, waiter)
+
+
+def _refuse_if_all_quarantined(cp: ControlPlane) -> None:
+    """Waiting is pointless when no slot can ever be handed out: say so at once (exit 4)."""
+    rows = cp.status()
+    if rows and all(r["status"] == "quarantined" for r in rows):
+        names = ", ".join(r["slot_id"] for r in rows)
+        raise SlotQuarantined(f"every slot is quarantined after repeated failed resets ({names}): "
+                              "see `preview-slots history`, fix the cause, then "
+                              "`preview-slots unquarantine --slot S`")
 
 
 def _reset_under_lease(config: Config, cp: ControlPlane, lease: Lease, slot: Slot,
@@ -320,7 +333,8 @@ def _reset_under_lease(config: Config, cp: ControlPlane, lease: Lease, slot: Slo
                                  f"{'interrupted' if cancelled else 'reset failed'}: "
                                  f"{exc.message[:200]}")
             # neither a cancelled job nor an unreachable server says anything about the slot
-            counts = ended and not cancelled and not isinstance(exc, DatabaseUnavailable)
+            counts = ended and not cancelled and not isinstance(exc, DatabaseUnavailable) \
+                and not (isinstance(exc, ResetFailed) and exc.blames_source)
             status, failures = cp.record_failure(slot.id) if counts else ("", 0)
         if not ended:  # the lease had already expired and was taken, or was released
             raise LeaseLost(f"lease lost during the reset of slot {slot.id}: another run holds "
@@ -416,6 +430,8 @@ def release(config: Config, run_id: str) -> list[Row]:
 
 def renew(config: Config, run_id: str, ttl: float | None) -> Lease:
     validate_run_id(run_id)
+    if ttl is not None and ttl <= 0:
+        raise UsageError("--ttl must be positive (to end a lease, use `release`)")
     with _open(config) as cp:
         lease = cp.renew(run_id, ttl if ttl is not None else config.lease.ttl)
         if lease is None:

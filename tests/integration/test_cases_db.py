@@ -185,3 +185,29 @@ def test_seed_with_copy_from_stdin_works(make_env: Callable[..., Env]) -> None:
                      "--json")
     assert result.returncode == 0, result.stderr
     assert env.query(json.loads(result.stdout)["db_name"], "SELECT count(*) FROM t") == [(2,)]
+
+
+def test_a_bad_seed_does_not_quarantine_the_pool(env: Env) -> None:
+    _seed(env, "bad", {"001.sql": "CREATE TABLE t (i int);\nSELECT 1 / 0;\n"})
+    for n in range(4):
+        result = env.cli("allocate", "--run-id", f"pr-{n}", "--strategy", "seed",
+                         "--seed-version", "bad")
+        assert result.returncode == 1 and "division by zero" in result.stderr
+        assert "quarantined" not in result.stderr
+    assert env.cp("SELECT count(*) FROM slots WHERE status = 'quarantined'") == [(0,)]
+    good = env.cli("allocate", "--run-id", "innocent", "--strategy", "seed", "--seed-version", "v1")
+    assert good.returncode == 0, good.stderr
+
+
+def test_all_slots_quarantined_is_refused_at_once(make_env: Callable[..., Env]) -> None:
+    env = make_env(slots=2)
+    env.cp("UPDATE slots SET status = 'quarantined', consecutive_failures = 3")
+    started = time.monotonic()
+    result = env.cli("allocate", "--run-id", "r", "--strategy", "seed", "--seed-version", "v1",
+                     "--wait", "30s")
+    assert result.returncode == 4
+    assert "every slot is quarantined" in result.stderr
+    assert time.monotonic() - started < 20
+    assert env.cli("unquarantine", "--slot", env.config.slots[0].id).returncode == 0
+    assert env.cli("allocate", "--run-id", "r", "--strategy", "seed", "--seed-version",
+                   "v1").returncode == 0

@@ -142,8 +142,9 @@ def cmd_db(args: argparse.Namespace, ctx: Context) -> int:
         ctx.out("nothing was changed")
         return 0
     version = result["seed_version"] or result["snapshot_version"] or ""
+    what = f"{result['strategy']} {version}".strip()
     ctx.out(f"{result['db_name']} (slot {result['slot_id']}): reset #{result['reset_id']} "
-            f"{result['reset_status']} ({result['strategy']} {version})".rstrip())
+            f"{result['reset_status']} ({what})")
     return 0
 
 

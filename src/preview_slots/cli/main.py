@@ -75,8 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from preview_slots.errors import Interrupted, PreviewSlotsError
 
     def interrupted(signum: int, frame: object) -> None:
-        raise Interrupted(f"interrupted by {signal.Signals(signum).name}: stopped; a reset in "
-                          "progress was recorded as failed and its slot given back")
+        raise Interrupted(f"interrupted by {signal.Signals(signum).name}: stopped (a reset in "
+                          "progress, if any, is recorded as failed and its slot given back)")
 
     signal.signal(signal.SIGTERM, interrupted)
     signal.signal(signal.SIGINT, interrupted)

@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("history", help="show preview_db_resets rows, newest first")
     p.add_argument("--slot")
     p.add_argument("--run-id")
-    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--limit", type=_positive_int, default=20, help="at most N rows (1-10000)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_history)
 
@@ -59,6 +59,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("unquarantine", help="put a quarantined slot back into the pool")
     p.add_argument("--slot", required=True)
     p.set_defaults(func=cmd_unquarantine)
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 10000:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to 10000, got {text!r}")
+    return int(text)
 
 
 def add_source_flags(p: argparse.ArgumentParser, *, required: bool) -> None:
@@ -202,12 +208,18 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
                 f"{r['seed_version'] or r['snapshot_version'] or ''}".strip()
                 if r["reset_id"] else "-")
         body.append([r["slot_id"], r["db_name"], state, r["run_id"] or "-", _ago(r["age"]) or "-",
-                     _ago(r["remaining"]) if r["run_id"] else "-",
+                     _expires(r["remaining"]) if r["run_id"] else "-",
                      r["heartbeat_at"].strftime("%H:%M:%S") if r["heartbeat_at"] else "-",
                      str(r["generation"]), last])
     ctx.out(table(["SLOT", "DATABASE", "STATE", "RUN", "AGE", "EXPIRES IN", "HEARTBEAT", "GEN",
                    "LAST RESET"], body))
     return 0
+
+
+def _expires(remaining: Any) -> str:
+    if remaining is None or remaining.total_seconds() <= 0:
+        return "expired"  # ended by the next allocate or `reap`
+    return _ago(remaining)
 
 
 def _status_json(r: dict[str, Any]) -> dict[str, Any]:
