@@ -125,3 +125,16 @@ def test_install_file_replaces_atomically_and_keeps_no_temp(tmp_path: Path) -> N
     existing = files.read_existing(target)
     assert existing is not None and existing.content == "two\n" and existing.mode == 0o640
     assert files.read_existing(tmp_path / "missing") is None
+
+
+def test_removed_or_changed_secrets_are_masked_in_diffs() -> None:
+    from pathlib import Path
+
+    from preview_slots.runtime.files import masked_diff
+
+    old = "PORT=1\nAPI_TOKEN=sekrit-tok-123\nDB_PASSWORD=\"old pw\"\nPLAIN=visible\n"
+    new = "PORT=1\nDB_PASSWORD=\"new pw\"\nPLAIN=visible2\n"
+    text = "\n".join(masked_diff(old, new, Path("/etc/x/preview1.env")))
+    assert "sekrit-tok-123" not in text and "old pw" not in text and "new pw" not in text
+    assert "-API_TOKEN=***" in text
+    assert "-PLAIN=visible" in text and "+PLAIN=visible2" in text  # not secrets: shown

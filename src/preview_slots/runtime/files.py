@@ -12,6 +12,7 @@ import difflib
 import grp
 import os
 import pwd
+import re
 import stat
 import tempfile
 from dataclasses import dataclass
@@ -101,7 +102,22 @@ def masked_diff(old: str | None, new: str, path: Path) -> list[str]:
         before, after, fromfile=str(path) if old is not None else "/dev/null",
         tofile=str(path), n=1,
     )
-    return [mask(line.rstrip("\n")) for line in lines]
+    return [_mask_secret_assignment(mask(line.rstrip("\n"))) for line in lines]
+
+
+_ASSIGNMENT = re.compile(r"^(?P<head>[-+ ]?\s*(?:export\s+)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*=)"
+                         r"(?P<value>.+)$")
+
+
+def _mask_secret_assignment(line: str) -> str:
+    """``NAME=value`` with a secret-looking NAME, on either side of a diff: the value is masked
+    even when it is no longer in the configuration (a removed or changed secret)."""
+    from preview_slots.runtime.envfile import SECRET_KEY_RE
+
+    match = _ASSIGNMENT.match(line)
+    if match and SECRET_KEY_RE.search(match["name"]) and match["value"].strip() != "***":
+        return f"{match['head']}***"
+    return line
 
 
 def make_dirs(path: Path, mode: int = DIR_MODE, uid: int | None = None,
