@@ -108,3 +108,21 @@ def test_readiness_failure_is_recorded_and_the_slot_not_handed_out(stack: Path) 
     assert row["details"]["health"]["checks"]["routed"]["status"] == "fail"
     status = json.loads(run(stack, "status", "--json").stdout)
     assert all(s["run_id"] != "never" for s in status)
+
+
+def test_the_local_stack_listens_on_loopback_only(stack: Path) -> None:
+    import socket
+
+    config = load_config(stack / "preview-slots.toml")
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("192.0.2.1", 9))  # no packet is sent: finds this host's outward address
+        outward = probe.getsockname()[0]
+    finally:
+        probe.close()
+    if outward.startswith("127."):
+        pytest.skip("this machine has no non-loopback address to test against")
+    for port in (config.caddy.http_port, *(s.port for s in config.slots)):
+        with socket.socket() as s, pytest.raises(OSError):
+            s.settimeout(2)
+            s.connect((outward, port))

@@ -140,7 +140,8 @@ def local_config_toml(state_dir: Path) -> str:
         f"https_port = {ports['https_port']}\n"
         'tls = "off"\n'
         f'admin = "127.0.0.1:{ports["admin_port"]}"\n'
-        'proxy_address = "127.0.0.1"\n\n'
+        'proxy_address = "127.0.0.1"\n'
+        'site_directives = ["bind 127.0.0.1"]  # loopback only: nothing is exposed\n\n'
         "[health]\n"
         'path = "/health"\n'
         'timeout = "5s"\n'
