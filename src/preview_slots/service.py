@@ -405,18 +405,39 @@ def _reset_plan(config: Config, slot: Slot, source: Source | None, run_id: str,
     steps = [
         f"lease slot {slot.id} for run {run_id} (generation +1)",
         f"record a running row in preview_db_resets for {slot.database}",
-        f"create {build} from template0, marked with the new generation",
-        f"load {what} into {build}" if source else f"leave {build} empty",
+        *_build_plan(config, slot, source, build, what),
     ]
-    if config.runtime.manager != "none" and config.runtime.stop_before_reset:
+    managed = config.runtime.manager != "none"
+    if managed and config.runtime.stop_before_reset:
         steps.append(f"stop service {slot.unit}")
     steps += [
         f"refuse connections to {slot.database}, terminate its sessions",
         f"rename {slot.database} to {old}, rename {build} to {slot.database}",
-        f"drop {old}",
-        "record succeeded and mark the lease ready",
     ]
+    if managed:
+        steps.append(f"restart service {slot.unit}" + (
+            " and wait until it answers through Caddy" if config.caddy.enabled else ""))
+    steps += ["record succeeded and mark the lease ready", f"drop {old}"]
     return steps
+
+
+def _build_plan(config: Config, slot: Slot, source: Source | None, build: str,
+                what: str) -> list[str]:
+    """How ``build`` would be filled, as the real run would decide it (read-only look-ups)."""
+    if source is None or not config.cache.templates:
+        return [f"create {build} from template0, marked with the new generation",
+                f"load {what} into {build}" if source else f"leave {build} empty"]
+    from preview_slots.cache import find_spare, template_for
+    from preview_slots.pgadmin import SlotServer
+
+    template = template_for(config, source)
+    with SlotServer(config, application_name="preview-slots dry-run") as server:
+        has_template = server.exists(template)
+        spare = find_spare(config, server, slot, template) if has_template else None
+    if spare is not None and config.cache.spares:
+        return [f"rename the warm spare {spare.name} (built {spare.built_at}) to {build}"]
+    steps = [] if has_template else [f"build template {template}: load {what} into it once"]
+    return [*steps, f"clone {template} into {build} (strategy {config.cache.clone_strategy})"]
 
 
 # -- release / renew / status / history ----------------------------------------------------------

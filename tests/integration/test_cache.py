@@ -45,6 +45,9 @@ def test_cache_spare_and_direct_give_identical_data(make_env: Callable[..., Env]
     assert {r["kind"] for r in listed} == {"template", "spare"}
     assert all(int(r["size_bytes"]) > 0 for r in listed)
 
+    plan = cached.cli("allocate", "--run-id", "r2", "--strategy", "seed", "--seed-version", "v1",
+                      "--dry-run")
+    assert "rename the warm spare" in plan.stdout, plan.stdout
     second = allocate(cached, "r2")  # takes the spare: a rename, no copy
     info = details(cached, second["reset_id"])
     assert info["clone"] == "spare" and info["spare_built_at"]
