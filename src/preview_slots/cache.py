@@ -165,6 +165,8 @@ def listing(config: Config) -> list[dict[str, object]]:
     for row in rows:
         name = row["datname"]
         kind = "template" if "_tpl_" in name else "spare" if "_spare_" in name else "working"
+        if not (row["comment"] or "").startswith("preview-slots "):
+            kind = "unmarked"  # under our prefix but not made by preview-slots: never dropped
         out.append({"name": name, "kind": kind, "size_bytes": row["size"],
                     "is_template": row["datistemplate"], "comment": row["comment"]})
     return out
@@ -178,6 +180,8 @@ def prune(config: Config, current: set[str], *, everything: bool = False,
     with SlotServer(config, application_name="preview-slots cache prune") as server:
         for row in server.databases(config.cache.prefix):
             name = row["datname"]
+            if not (row["comment"] or "").startswith("preview-slots "):
+                continue  # not made by preview-slots (no marker): never ours to drop
             stale = False
             if "_tpl_" in name:
                 stale = everything or name not in current

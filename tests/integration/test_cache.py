@@ -68,8 +68,13 @@ def test_changed_seed_builds_a_new_template_and_prune_drops_the_old(env: Env) ->
     dry = env.cli("cache", "prune", "--dry-run")
     assert old_tpl in dry.stdout and new_tpl not in dry.stdout
     assert old_tpl in env.databases()
+    foreign = f"c{env.tag}_tpl_handmade"
+    env.query("postgres", f'CREATE DATABASE "{foreign}"')
     assert env.cli("cache", "prune").returncode == 0
     assert old_tpl not in env.databases() and new_tpl in env.databases()
+    assert foreign in env.databases()  # under the prefix, but not made by us: left alone
+    listed = json.loads(env.cli("cache", "list", "--json").stdout)
+    assert {r["name"]: r["kind"] for r in listed}[foreign] == "unmarked"
 
 
 def test_c02_clone_from_a_template_with_a_stray_session(env: Env) -> None:
