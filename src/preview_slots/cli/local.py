@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = lsub.add_parser("psql", help="open psql on a slot's database of the local stack")
     p.add_argument("--state-dir", default=".preview-slots")
     p.add_argument("--slot", default="preview1")
+    p.add_argument("psql_args", nargs=argparse.REMAINDER, metavar="-- PSQL ARGS",
+                   help="passed to psql, e.g. -- -Atc 'SELECT count(*) FROM customers'")
     p.set_defaults(func=cmd_psql)
 
 
@@ -53,5 +55,6 @@ def cmd_psql(args: argparse.Namespace, ctx: Context) -> int:
     config = load_config(LocalStack(Path(args.state_dir)).config_path)
     slot = config.slot(args.slot)
     env = libpq_env(config.database.url.with_dbname(slot.database), "psql")
-    os.execve(tool(config, "psql"), [tool(config, "psql"), "-X"], {**os.environ, **env})
+    extra = args.psql_args[1:] if args.psql_args[:1] == ["--"] else args.psql_args
+    os.execve(tool(config, "psql"), [tool(config, "psql"), "-X", *extra], {**os.environ, **env})
     return 0

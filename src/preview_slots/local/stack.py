@@ -58,6 +58,9 @@ class LocalStack:
         lines = [f"postgresql {pg_version(pg)} on 127.0.0.1:{pg.port} (data {pg.datadir})"]
         self._write_config(pg, seeds_dir)
         lines.append(f"config written to {self.config_path}")
+        ports = self._meta().get("slot_ports", "3101,3102,3103")
+        if ports != "3101,3102,3103":
+            lines.append(f"slot ports {ports} (3101-3103 were in use when this stack was made)")
         from preview_slots.config import load_config
 
         config = load_config(self.config_path)
