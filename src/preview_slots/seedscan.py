@@ -41,6 +41,7 @@ def forbidden_meta_commands(text: str) -> list[MetaCommand]:
             c = line[j]
             if quote is None:
                 if line.startswith("--", j):
+                    line = line[:j]  # a comment is not part of the statement (pg_dump's headers)
                     break
                 if line.startswith("/*", j):
                     quote, depth, j = "/*", 1, j + 2
