@@ -56,8 +56,9 @@ class Stack:
                 text += f"[slots.env]\n{slot_env}\n"
         sections = services.local_config_toml(self.state)
         if directives:
-            sections = sections.replace(
-                "[caddy]\n", f"[caddy]\nsite_directives = {json.dumps(list(directives))}\n")
+            sections = re.sub(r"^site_directives = .*$",
+                              f"site_directives = {json.dumps(['bind 127.0.0.1', *directives])}",
+                              sections, flags=re.M)
         if exec_extra:
             sections = re.sub(r'^(exec_start = ".*)"$', lambda m: m[1] + exec_extra + '"',
                               sections, flags=re.M)
