@@ -90,9 +90,16 @@ class Fence:
             raise LeaseLost(f"lease lost before {step}: {self._lost}; stopped without changing "
                             "anything further")
         if time.monotonic() - self._last_ok > self.ttl * (1 - TRUST_MARGIN):
-            raise LeaseLost(f"lease lost before {step}: no successful heartbeat within the "
-                            "reset TTL; stopped without changing anything further")
-        if not self.cp.still_holds(self.lease):
+            # nothing renewed within the trust window (a starved heartbeat thread, or we were
+            # paused): act only on a renewal that succeeds now, by the control plane's clock
+            attempt = time.monotonic()
+            if self.cp.heartbeat(self.lease, self.ttl) is None:
+                self._lost = ("no successful heartbeat within the reset TTL, and the lease "
+                              "has expired or was taken since")
+                raise LeaseLost(f"lease lost before {step}: {self._lost}; stopped without "
+                                "changing anything further")
+            self._last_ok = attempt
+        elif not self.cp.still_holds(self.lease):
             self._lost = "the lease is no longer ours (released, expired or taken over)"
             raise LeaseLost(f"lease lost before {step}: {self._lost}")
         # a check confirms the lease still stands; only a renewal extends the trust window
