@@ -13,7 +13,7 @@ from tests.conftest import Env
 from tests.reliability.conftest import size
 from tests.reliability.figures import record, verdict
 from tests.reliability.harness import storm, summary
-from tests.reliability.test_storm import after_storm_checks, storm_env
+from tests.reliability.test_storm import HOLD_TTL, after_storm_checks, storm_env
 
 # what an exit-1 message may say when the server went away under a client
 KNOWN_FAILURES = {
@@ -43,7 +43,7 @@ def test_control_plane_restarted_mid_storm(make_env: Callable[..., Env],
         pg.restart("immediate")
         took.append(time.monotonic() - started)
 
-    result = storm(env, n, wait="900s", ttl="8s", kill_fraction=0.0, rng=random.Random(8),
+    result = storm(env, n, wait="900s", ttl=HOLD_TTL, kill_fraction=0.0, rng=random.Random(8),
                    midway=crash_and_restart, midway_after=n // 4, prefix="r")
     codes = result.codes
     failed = [c for c in result.clients if c.code == 1]

@@ -21,7 +21,10 @@ from tests.reliability.harness import (
     summary,
 )
 
-LEASE = 'reset_ttl = "3s"\npoll_interval = "1s"'
+# a reset TTL that heartbeats keep alive even when 200 clients load a 2-core host (load ~100);
+# holds are released by the harness well before their TTL
+LEASE = 'reset_ttl = "10s"\npoll_interval = "1s"'
+HOLD_TTL = "60s"
 LIVE = "state IN ('resetting', 'ready')"
 
 
@@ -68,8 +71,8 @@ def after_storm_checks(env: Env, result: StormResult, test: str,
         "LEFT JOIN preview_db_resets r ON r.id = l.reset_id "
         "WHERE e.event = 'ready' AND r.reset_status IS DISTINCT FROM 'succeeded'")[0][0]
     record(test, "ready leases without a succeeded reset", half, "0", half == 0)
-    record(test, "bad handouts (wrong generation or partial data)", len(result.bad_handouts),
-           "0", not result.bad_handouts)
+    record(test, "bad handouts (wrong generation or partial data) / not checked in time",
+           f"{len(result.bad_handouts)} / {result.unchecked}", "0 / -", not result.bad_handouts)
     # leaked slots: once every client is gone, only killed clients may still hold a lease (it ends
     # at its TTL); time-travel those, reap, and every slot must be free, active and usable again
     dead = {c.run_id for c in result.killed} | (may_hold or set())
@@ -96,7 +99,7 @@ def after_storm_checks(env: Env, result: StormResult, test: str,
 def test_allocation_storm_with_random_kills(make_env: Callable[..., Env]) -> None:
     n = size(40, 200)
     env = storm_env(make_env)
-    result = storm(env, n, wait="900s", ttl="8s", kill_fraction=0.15, rng=random.Random(5))
+    result = storm(env, n, wait="1800s", ttl=HOLD_TTL, kill_fraction=0.15, rng=random.Random(5))
     test = f"storm: {n} allocate, 3 slots, 15% SIGKILL"
     codes = result.codes
     unexpected = result.unexpected({0, 3})
