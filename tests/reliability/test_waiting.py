@@ -90,13 +90,13 @@ def test_waiters_are_served_in_arrival_order(make_env: Callable[..., Env]) -> No
 
 def test_newcomers_queue_behind_waiters(make_env: Callable[..., Env]) -> None:
     """A slot that frees up goes to the oldest waiter, not to a caller who just arrived, even one
-    that does not wait at all."""
-    env = make_env(slots=1, lease=LEASE)
+    that does not wait at all. The release sends no notification and the waiter polls only every
+    10 s, so the newcomer surely comes first: only the line keeps it from taking the slot."""
+    env = make_env(slots=1, lease='reset_ttl = "3s"\npoll_interval = "10s"')
     add_seeds(env)
     assert env.cli(*allocate_args("holder", "tiny")).returncode == 0
     early = join_line(env, "early")
-    # the slot is free for an instant while the early waiter wakes: a newcomer must not take it
-    release(env.config, "holder")
+    release_silently(env, "holder")
     rushing = env.cli(*allocate_args("rushing", "tiny"))
     finish(early)
     test = "waiting: newcomer vs waiter"
@@ -104,6 +104,15 @@ def test_newcomers_queue_behind_waiters(make_env: Callable[..., Env]) -> None:
            "0 / 3", (early.code, rushing.returncode) == (0, 3))
     record(test, "grant order", grant_order(env)[1:], "['early']", grant_order(env)[1:] == ["early"])
     verdict(test, rushing.stderr[-200:])
+
+
+def release_silently(env: Env, run_id: str) -> None:
+    """End a lease behind the tool's back: no pg_notify, as if the notification were lost."""
+    env.cp(f"WITH ended AS (UPDATE leases SET state = 'released', ended_at = now(), "
+           f"end_reason = 'released' WHERE run_id = %s AND {LIVE} "
+           f"RETURNING lease_id, slot_id, run_id, generation) "
+           f"INSERT INTO lease_events (slot_id, run_id, lease_id, generation, event) "
+           f"SELECT slot_id, run_id, lease_id, generation, 'released' FROM ended", (run_id,))
 
 
 def test_a_dead_waiter_does_not_block_the_line(make_env: Callable[..., Env]) -> None:
@@ -132,12 +141,7 @@ def test_polling_fallback_when_a_notification_is_lost(make_env: Callable[..., En
     add_seeds(env)
     assert env.cli(*allocate_args("holder", "tiny")).returncode == 0
     waiter = join_line(env, "waiter")
-    # end the lease behind the tool's back: no pg_notify, as if the notification were lost
-    env.cp(f"WITH ended AS (UPDATE leases SET state = 'released', ended_at = now(), "
-           f"end_reason = 'released' WHERE run_id = 'holder' AND {LIVE} "
-           f"RETURNING lease_id, slot_id, run_id, generation) "
-           f"INSERT INTO lease_events (slot_id, run_id, lease_id, generation, event) "
-           f"SELECT slot_id, run_id, lease_id, generation, 'released' FROM ended")
+    release_silently(env, "holder")
     finish(waiter)
     gap = handover_gaps(env)[-1]
     bound = env.config.lease.poll_interval
