@@ -24,6 +24,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from preview_slots import failpoints
 from preview_slots.config import Config, PgUrl
 from preview_slots.errors import DatabaseUnavailable
 from preview_slots.redact import mask
@@ -278,6 +279,7 @@ class ControlPlane:
                 })
                 if row is None:
                     return None
+            failpoints.hit("in_claim")  # the slot's row is locked until this transaction ends
             gen = self.one("bump_generation", {"slot_id": row["slot_id"]})
             assert gen is not None
             lease_row = self.one("insert_lease", {
