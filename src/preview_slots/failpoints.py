@@ -2,9 +2,9 @@
 
 Inert unless ``PREVIEW_SLOTS_FAILPOINT`` is set, e.g. ``after_claim:kill`` or
 ``mid_seed:sleep(5),before_ready:stop``. Actions: ``kill`` (SIGKILL ourselves), ``stop``
-(SIGSTOP ourselves), ``sleep(N)``, ``error`` (raise). Steps: in_claim (inside the claim
-transaction, the slot's row locked), after_claim, after_create, mid_seed, before_swap, after_swap,
-before_ready, after_ready (the lease is ready, the reply not printed yet).
+(SIGSTOP ourselves), ``sleep(N)``, ``error`` (raise). Steps: before_claim, in_claim (inside
+the claim transaction, the slot's row locked), after_claim, after_create, mid_seed, before_swap,
+after_swap, before_ready, after_ready (the lease is ready, the reply not printed yet).
 This is the one place the library reads the environment, once, at first use.
 """
 
@@ -17,8 +17,8 @@ import threading
 import time
 from functools import cache
 
-STEPS = ("in_claim", "after_claim", "after_create", "mid_seed", "before_swap", "after_swap", "before_ready",
-         "after_ready")
+STEPS = ("before_claim", "in_claim", "after_claim", "after_create", "mid_seed", "before_swap",
+         "after_swap", "before_ready", "after_ready")
 
 
 @cache

@@ -264,6 +264,7 @@ def _claim_in_turn(config: Config, cp: ControlPlane, run_id: str, request: Sourc
                         announced = True
                     time.sleep(min(0.2, config.lease.heartbeat_interval))
                     continue
+                failpoints.hit("before_claim")
                 try:
                     lease = cp.claim(run_id, slot_ids=config.slot_ids,
                                      ttl=config.lease.reset_ttl, strategy=request.strategy,
