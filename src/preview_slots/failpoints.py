@@ -43,15 +43,16 @@ def _act(step: str, action: str) -> None:
 
 
 def hit(step: str) -> None:
-    """A plain check in the step runner; does nothing unless the failpoint is armed."""
-    action = _plan().get(step)
+    """A plain check in the step runner; does nothing unless the failpoint is armed. A failpoint
+    fires once per process (a step inside a retry loop stops or sleeps the first time only)."""
+    action = _plan().pop(step, None)
     if action:
         _act(step, action)
 
 
 def hit_later(step: str, delay: float = 0.3) -> None:
     """Arm ``step`` to fire from a timer while the current step (e.g. a seed) is running."""
-    action = _plan().get(step)
+    action = _plan().pop(step, None)
     if action:
         timer = threading.Timer(delay, _act, (step, action))
         timer.daemon = True
