@@ -37,7 +37,7 @@ from preview_slots.sources import Source, resolve_seed, resolve_snapshot
 log = logging.getLogger(__name__)
 
 Strategy = Literal["seed", "snapshot"]
-CLAIM_RETRIES = 20
+CONTENDED_WAIT = 10.0  # a concurrent claim holds a row lock for milliseconds; lock_timeout is 10s
 
 
 @dataclass(frozen=True)
@@ -245,7 +245,7 @@ def _claim_in_turn(config: Config, cp: ControlPlane, run_id: str, request: Sourc
     deadline = time.monotonic() + wait
     announced = False
     waiter: int | None = None
-    retries = 0
+    contended_since: float | None = None
     try:
         while True:
             if waiter is not None:
@@ -276,11 +276,13 @@ def _claim_in_turn(config: Config, cp: ControlPlane, run_id: str, request: Sourc
                 if lease is not None:
                     waiter = None  # the claim took our place in line with it
                     return lease
-                if retries < CLAIM_RETRIES and (cp.live_lease_for_run(run_id) is not None
-                                                or cp.my_turn(config.slot_ids, waiter)):
+                now = time.monotonic()
+                if (now - (contended_since or now) < CONTENDED_WAIT
+                        and (cp.live_lease_for_run(run_id) is not None
+                             or cp.my_turn(config.slot_ids, waiter))):
                     # SKIP LOCKED passed over a free slot that a concurrent claim has locked (it
                     # may yet fail), or another process of this run just got a lease: look again
-                    retries += 1
+                    contended_since = contended_since or now
                     time.sleep(random.uniform(0.005, 0.02))
                     continue
             remaining = deadline - time.monotonic()
@@ -296,7 +298,7 @@ def _claim_in_turn(config: Config, cp: ControlPlane, run_id: str, request: Sourc
                         f"{format_duration(remaining)}")
                 announced = True
             _wait_for_release(cp, min(config.lease.poll_interval, remaining))
-            retries = 0
+            contended_since = None
     finally:
         _leave_queue(cp, waiter)
 
