@@ -4,8 +4,12 @@ at once. The history checker reads ``lease_events`` afterwards (case C-05 at sca
 from __future__ import annotations
 
 import json
+import os
 import random
+import signal
 from collections.abc import Callable
+
+import pytest
 
 from tests.conftest import Env
 from tests.reliability import history
@@ -16,9 +20,11 @@ from tests.reliability.harness import (
     add_seeds,
     allocate_args,
     finish,
+    is_stopped,
     spawn,
     storm,
     summary,
+    wait_until,
 )
 
 # a reset TTL that heartbeats keep alive even when 200 clients load a 2-core host (load ~100);
@@ -114,9 +120,16 @@ def test_allocation_storm_with_random_kills(make_env: Callable[..., Env]) -> Non
             result.bad_handouts[:5])
 
 
-def test_same_run_id_twenty_times_at_once(make_env: Callable[..., Env]) -> None:
+@pytest.mark.parametrize("free", [3, 1])
+def test_same_run_id_twenty_times_at_once(make_env: Callable[..., Env], free: int) -> None:
+    """Twenty processes of one run at once, on three free slots, or on the one slot left free
+    (the others held). Each claim holds its slot's row lock a while (failpoint in_claim), so
+    claims overlap: a locked free slot must not make the others see "no slot free"."""
     env = storm_env(make_env)
-    clients = [spawn(env, allocate_args("same-run", "v1"), name=f"same{i}") for i in range(20)]
+    for i in range(3 - free):
+        assert env.cli(*allocate_args(f"other{i}", "tiny")).returncode == 0
+    clients = [spawn(env, allocate_args("same-run", "v1"), name=f"same{i}",
+                     failpoint="in_claim:sleep(0.3)") for i in range(20)]
     for client in clients:
         finish(client)
     codes = [c.code for c in clients]
@@ -126,10 +139,37 @@ def test_same_run_id_twenty_times_at_once(make_env: Callable[..., Env]) -> None:
                     "AND event = 'granted'")[0][0]
     resets = env.cp("SELECT count(*) FROM preview_db_resets WHERE run_id = 'same-run'")[0][0]
     live = env.cp(f"SELECT count(*) FROM leases WHERE run_id = 'same-run' AND {LIVE}")[0][0]
-    test = "same run id x20 at once"
+    test = f"same run id x20 at once, {free} slot{'s' if free > 1 else ''} free"
     record(test, "exit 0", f"{codes.count(0)}/20", "20/20", codes.count(0) == 20)
     record(test, "distinct answers (slot, generation, reset)", len(answers), "1",
            len(answers) == 1)
     record(test, "live leases / grants / resets", f"{live} / {grants} / {resets}", "1 / 1 / 1",
            (live, grants, resets) == (1, 1, 1))
     verdict(test, [c.stderr[-300:] for c in clients if c.code != 0][:3])
+
+
+def test_regression_a_free_slot_locked_by_a_claim_is_not_no_slot_free(
+        make_env: Callable[..., Env]) -> None:
+    """Regression (seen as a flaky C-05): process B of run R had found that R held nothing when
+    process A of R locked the only free slot in its claim; B's SKIP LOCKED pick passed over it and
+    B answered "no slot free" (exit 3) although its own run was getting a slot. B must look again
+    and return A's lease. Staged with failpoints: B stops before its claim, A sleeps inside its
+    claim, B resumes."""
+    env = storm_env(make_env)
+    for i in range(2):
+        assert env.cli(*allocate_args(f"other{i}", "tiny")).returncode == 0
+    b = spawn(env, allocate_args("R", "tiny"), name="b", failpoint="before_claim:stop")
+    wait_until(lambda: is_stopped(b.proc.pid), 30, "B to stop before its claim")
+    a = spawn(env, allocate_args("R", "tiny"), name="a", failpoint="in_claim:sleep(3)")
+    wait_until(lambda: env.query(
+        "postgres", "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
+        "AND state = 'idle in transaction'", (env.config.control_plane.dbname,)) == [(1,)],
+        30, "A to hold the slot's row lock in its claim")
+    os.kill(b.proc.pid, signal.SIGCONT)
+    finish(a)
+    finish(b)
+    answers = {json.loads(c.stdout)["generation"] for c in (a, b) if c.code == 0}
+    test = "regression: a claim's row lock is not 'no slot free'"
+    record(test, "A / B exit, distinct answers", f"{a.code} / {b.code}, {len(answers)}",
+           "0 / 0, 1", (a.code, b.code, len(answers)) == (0, 0, 1))
+    verdict(test, b.stderr[-300:])
