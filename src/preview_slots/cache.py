@@ -52,7 +52,14 @@ def _lock(server: SlotServer, namespace: int, name: str, *, wait: bool) -> Itera
     """A session advisory lock on the slot server; yields whether we got it."""
     key = _key(name)
     if wait:
-        server._exec("SELECT pg_advisory_lock(%s, %s)", (namespace, key))
+        # the holder keeps it for as long as a build takes, far longer than the session's
+        # lock_timeout for a large seed: wait without one (a holder that dies releases it)
+        previous = server._exec("SHOW lock_timeout")[0]["lock_timeout"]
+        server._exec("SET lock_timeout = 0")
+        try:
+            server._exec("SELECT pg_advisory_lock(%s, %s)", (namespace, key))
+        finally:
+            server._exec("SELECT set_config('lock_timeout', %s, false)", (previous,))
         got = True
     else:
         got = bool(server._exec("SELECT pg_try_advisory_lock(%s, %s) AS ok",
