@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 ADVISORY_NAMESPACE = 0x70736C74  # "pslt": the per-slot reset mutex on the slot server
 APP_NAME = re.compile(r"^preview-slots reset slot=(?P<slot>[a-z0-9]+) gen=(?P<gen>\d+)$")
 DROP_ATTEMPTS = 5
+INVALID_DATABASE = -2  # pg_database.datconnlimit of a database whose DROP was interrupted
 
 
 def build_name(config: Config, slot: Slot) -> str:
@@ -185,9 +186,12 @@ class SlotServer:
     # -- DDL ----------------------------------------------------------------------------------
 
     def block_and_terminate(self, name: str) -> None:
-        """Refuse new connections to ``name`` and end the ones it has."""
+        """Refuse new connections to ``name`` and end the ones it has. A database left invalid
+        by an interrupted DROP DATABASE (``datconnlimit`` -2) has none, accepts none, and may
+        not be altered (the server ends the session that tries): it can only be dropped."""
         self.guard.check(name)
-        if not self.exists(name):
+        rows = self._exec("SELECT datconnlimit FROM pg_database WHERE datname = %s", (name,))
+        if not rows or rows[0]["datconnlimit"] == INVALID_DATABASE:
             return
         self._exec(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(
             sql.Identifier(name)))
