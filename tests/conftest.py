@@ -147,3 +147,12 @@ def make_env(pg: LocalPostgres, tmp_path: Path) -> Callable[..., Env]:
 @pytest.fixture
 def env(make_env: Callable[..., Env]) -> Env:
     return make_env()
+
+
+@pytest.fixture
+def loaded(env: Env) -> Env:
+    """An env whose first slot has been reset once from seed v1 and released again."""
+    result = env.cli("allocate", "--run-id", "first", "--strategy", "seed", "--seed-version", "v1")
+    assert result.returncode == 0, result.stderr
+    assert env.cli("release", "--run-id", "first").returncode == 0
+    return env

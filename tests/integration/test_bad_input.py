@@ -21,14 +21,6 @@ def snapshot_of_world(env: Env) -> tuple[object, ...]:
     return (dbs, contents, cp)
 
 
-@pytest.fixture
-def loaded(env: Env) -> Env:
-    result = env.cli("allocate", "--run-id", "holder", "--strategy", "seed", "--seed-version", "v1")
-    assert result.returncode == 0, result.stderr
-    assert env.cli("release", "--run-id", "holder").returncode == 0
-    return env
-
-
 def one_line_error(stderr: str) -> str:
     lines = [ln for ln in stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, stderr

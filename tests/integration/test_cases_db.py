@@ -14,14 +14,6 @@ import pytest
 from tests.conftest import Env
 
 
-@pytest.fixture
-def loaded(env: Env) -> Env:
-    result = env.cli("allocate", "--run-id", "first", "--strategy", "seed", "--seed-version", "v1")
-    assert result.returncode == 0, result.stderr
-    assert env.cli("release", "--run-id", "first").returncode == 0
-    return env
-
-
 def test_c01_reset_while_clients_keep_reconnecting(loaded: Env) -> None:
     env = loaded
     slot = env.config.slots[0]
