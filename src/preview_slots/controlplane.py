@@ -132,12 +132,22 @@ class ControlPlane:
     @property
     def conn(self) -> psycopg.Connection[Row]:
         if self._conn is None or self._conn.closed:
-            self._conn = connect(self.config.control_plane, what="control plane",
-                                 application_name="preview-slots control")
-            self._conn.execute("SET statement_timeout = '30s'")
-            self._conn.execute("SET lock_timeout = '10s'")
-            self._conn.execute("SET idle_in_transaction_session_timeout = '60s'")
+            conn = connect(self.config.control_plane, what="control plane",
+                           application_name="preview-slots control")
+            try:
+                conn.execute("SET statement_timeout = '30s'")
+                conn.execute("SET lock_timeout = '10s'")
+                conn.execute("SET idle_in_transaction_session_timeout = '60s'")
+            except psycopg.OperationalError as exc:
+                conn.close()
+                raise self._lost(exc) from exc
+            self._conn = conn
         return self._conn
+
+    def _lost(self, exc: psycopg.OperationalError) -> DatabaseUnavailable:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "closed"
+        return DatabaseUnavailable(
+            f"lost the control plane at {self.config.control_plane.masked()}: {mask(first)}")
 
     def close(self) -> None:
         if self._conn is not None and not self._conn.closed:
@@ -155,20 +165,14 @@ class ControlPlane:
             with self.conn.transaction():
                 yield self.conn
         except psycopg.OperationalError as exc:
-            raise DatabaseUnavailable(
-                f"lost the control plane at {self.config.control_plane.masked()}: "
-                f"{mask(str(exc).strip().splitlines()[0] if str(exc).strip() else 'closed')}"
-            ) from exc
+            raise self._lost(exc) from exc
 
     def q(self, name: str, params: Mapping[str, Any] | None = None) -> list[Row]:
         try:
             cur = self.conn.execute(queries()[name], dict(params or {}))
             return cur.fetchall() if cur.description else []
         except psycopg.OperationalError as exc:
-            raise DatabaseUnavailable(
-                f"lost the control plane at {self.config.control_plane.masked()}: "
-                f"{mask(str(exc).strip().splitlines()[0] if str(exc).strip() else 'closed')}"
-            ) from exc
+            raise self._lost(exc) from exc
 
     def one(self, name: str, params: Mapping[str, Any] | None = None) -> Row | None:
         rows = self.q(name, params)
@@ -220,6 +224,8 @@ class ControlPlane:
                 "SELECT coalesce(max(version), 0) AS v FROM preview_slots_migrations").fetchone()
         except pg_errors.UndefinedTable:
             return 0
+        except psycopg.OperationalError as exc:
+            raise self._lost(exc) from exc
         return int(row["v"]) if row else 0
 
     def require_schema(self) -> None:
@@ -323,10 +329,7 @@ class ControlPlane:
             for _ in self.conn.notifies(timeout=timeout, stop_after=1):
                 pass
         except psycopg.OperationalError as exc:
-            raise DatabaseUnavailable(
-                f"lost the control plane at {self.config.control_plane.masked()}: "
-                f"{mask(str(exc).strip().splitlines()[0] if str(exc).strip() else 'closed')}"
-            ) from exc
+            raise self._lost(exc) from exc
 
     def leave_queue(self, waiter_id: int) -> None:
         with self.transaction():

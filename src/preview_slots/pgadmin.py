@@ -22,7 +22,12 @@ from psycopg import sql
 
 from preview_slots.config import RESERVED_DATABASES, Config, Slot, check_database_name
 from preview_slots.controlplane import Row, connect
-from preview_slots.errors import NotAllowedDatabase, ResetFailed, SafetyRefusal
+from preview_slots.errors import (
+    DatabaseUnavailable,
+    NotAllowedDatabase,
+    ResetFailed,
+    SafetyRefusal,
+)
 from preview_slots.redact import mask
 
 log = logging.getLogger(__name__)
@@ -101,7 +106,7 @@ class SlotServer:
         self.guard = Guard(config)
         self.conn = connect(config.database.url, what="slot database server",
                             application_name=application_name)
-        self.conn.execute("SET lock_timeout = '10s'")
+        self._exec("SET lock_timeout = '10s'")
 
     def close(self) -> None:
         if not self.conn.closed:
@@ -114,8 +119,13 @@ class SlotServer:
         self.close()
 
     def _exec(self, query: sql.Composable | str, params: Any = None) -> list[Row]:
-        cur = self.conn.execute(query, params)  # type: ignore[arg-type]
-        return cur.fetchall() if cur.description else []
+        try:
+            cur = self.conn.execute(query, params)  # type: ignore[arg-type]
+            return cur.fetchall() if cur.description else []
+        except psycopg.OperationalError as exc:
+            if self.conn.broken:  # the server went away: not a problem of this statement
+                raise server_lost(self.config, exc) from exc
+            raise
 
     # -- inspection ---------------------------------------------------------------------------
 
@@ -155,8 +165,8 @@ class SlotServer:
         handed the slot out again), so its session is terminated: whatever it was about to send
         can no longer reach the server on that session.
         """
-        self.conn.execute("SELECT set_config('application_name', %s, false)",
-                          (f"preview-slots reset slot={slot.id} gen={generation}",))
+        self._exec("SELECT set_config('application_name', %s, false)",
+                   (f"preview-slots reset slot={slot.id} gen={generation}",))
         key = _slot_key(slot.id)
         deadline = time.monotonic() + wait
         while True:
@@ -296,3 +306,10 @@ def slot_lock(slot: Slot) -> tuple[int, int]:
 
 def is_psycopg_error(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.Error)
+
+
+def server_lost(config: Config, exc: psycopg.Error) -> DatabaseUnavailable:
+    """The slot server went away (restarted, crashed, ended our session) under ``exc``."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else "connection closed"
+    return DatabaseUnavailable(f"lost the slot database server at "
+                               f"{config.database.url.masked()}: {mask(first)}")

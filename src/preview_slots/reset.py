@@ -29,8 +29,15 @@ from psycopg import sql
 from preview_slots import __version__, failpoints
 from preview_slots.config import Config, Slot
 from preview_slots.controlplane import ControlPlane, Lease, ResetStatus
-from preview_slots.errors import DatabaseUnavailable, LeaseLost, PreviewSlotsError, ResetFailed
-from preview_slots.pgadmin import SlotServer, build_name, marker, old_name, slot_lock
+from preview_slots.errors import LeaseLost, PreviewSlotsError, ResetFailed
+from preview_slots.pgadmin import (
+    SlotServer,
+    build_name,
+    marker,
+    old_name,
+    server_lost,
+    slot_lock,
+)
 from preview_slots.redact import mask
 from preview_slots.runner import spawn_detached
 from preview_slots.sources import Source, apply_seed, libpq_env, restore_snapshot, tool
@@ -163,7 +170,7 @@ def run_reset(
                 details["server_version"] = server.server_version()
                 server.lock_slot(slot, lease.generation)
             except psycopg.OperationalError as exc:
-                raise _server_lost(config, exc) from exc
+                raise server_lost(config, exc) from exc
         fence.check("the first destructive step")
         reset_id = cp.start_reset(
             run_id=lease.run_id, slot_id=slot.id, db_name=slot.database, strategy=strategy,
@@ -184,7 +191,7 @@ def run_reset(
                                application_name=app_name)
         except psycopg.Error as exc:
             if server.conn.broken:  # the server went away (or ended our session): not the slot
-                raise _server_lost(config, exc) from exc
+                raise server_lost(config, exc) from exc
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ResetFailed(f"reset of {slot.database} failed: {first}",
                               phase=next(reversed(phases.durations), "connect"),
@@ -299,12 +306,6 @@ def drop_leftover(config: Config, slot: Slot) -> None:
             spawn_detached(argv, env=libpq_env(config.database.url, app_name))
     except PreviewSlotsError as exc:  # the next reset of the slot drops it anyway
         log.warning("could not drop %s yet: %s", name, exc.message)
-
-
-def _server_lost(config: Config, exc: psycopg.Error) -> DatabaseUnavailable:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else "connection closed"
-    return DatabaseUnavailable(f"lost the slot database server at "
-                               f"{config.database.url.masked()}: {mask(first)}")
 
 
 def _prelude(slot: Slot, generation: int) -> str:

@@ -18,6 +18,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 import xmlrpc.client
 from collections.abc import Iterator
@@ -146,9 +147,15 @@ def test_local_stack_routes_each_host_to_its_slot(stack: Stack) -> None:
         assert status == 200 and f"Preview slot {slot.id}".encode() in body
     _, _, body = stack.get("unknown.example.com")
     assert b"slot" not in body  # Caddy answers unknown hosts itself, with nothing
-    lines = services.services_status(stack.state)
-    assert any(line.startswith("ouroboros-web@preview3: RUNNING") for line in lines)
-    assert any(line.startswith("caddy: RUNNING") for line in lines)
+    deadline = time.monotonic() + 10  # supervisord says RUNNING once startsecs are over
+    while True:
+        lines = services.services_status(stack.state)
+        running = [p for p in ("ouroboros-web@preview3", "caddy")
+                   if any(line.startswith(f"{p}: RUNNING") for line in lines)]
+        if len(running) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert running == ["ouroboros-web@preview3", "caddy"], lines
 
     # idempotent: starting again changes nothing and restarts nothing
     before = stack.programs()

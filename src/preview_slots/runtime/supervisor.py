@@ -19,7 +19,7 @@ import socket
 import time
 import xmlrpc.client
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -223,7 +223,13 @@ class SupervisorManager:
     # -- ServiceManager ------------------------------------------------------------------------
 
     def state(self, slot: Slot) -> ServiceState:
-        return self._info(slot).as_state()
+        state = self._info(slot).as_state()
+        if state.state == "STARTING" and listening(slot.port):
+            # supervisord says RUNNING only once startsecs are over; a program that already
+            # serves on its port is up (as wait_running counts it)
+            return replace(state, active=True,
+                                       detail=f"serving on port {slot.port}, within startsecs")
+        return state
 
     def start(self, slot: Slot) -> None:
         self.start_nowait(slot)
