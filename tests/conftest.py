@@ -26,6 +26,19 @@ _counter = itertools.count(1)
 DEFAULT_LEASE = 'reset_ttl = "20s"\npoll_interval = "1s"'
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Remembered checksums go to a folder of the test session, not the user's ~/.cache (the
+    CLI subprocesses inherit the variable)."""
+    before = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield
+    if before is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = before
+
+
 @pytest.fixture(scope="session")
 def pg() -> Iterator[LocalPostgres]:
     """A real PostgreSQL server on loopback for the whole session.

@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 from preview_slots.durations import parse_duration
 from preview_slots.errors import ConfigError, NotAllowedDatabase, UsageError
+from preview_slots.fingerprint import default_checksums_file
 from preview_slots.redact import register_secret
 
 SLOT_ID_RE = re.compile(r"^[a-z][a-z0-9]*$")
@@ -172,6 +173,7 @@ class CacheSettings:
     prefix: str
     clone_strategy: CloneStrategy
     background_prewarm: bool
+    checksums_file: Path | None = None  # remembered source checksums; None: compute each time
 
 
 @dataclass(frozen=True)
@@ -270,7 +272,8 @@ _SECTIONS: dict[str, set[str]] = {
     "seeds": {"dir"},
     "snapshots": {"dir"},
     "lease": {"ttl", "reset_ttl", "poll_interval", "quarantine_after"},
-    "cache": {"templates", "spares", "prefix", "clone_strategy", "background_prewarm"},
+    "cache": {"templates", "spares", "prefix", "clone_strategy", "background_prewarm",
+              "checksums_file"},
     "runtime": {
         "manager", "app", "exec_start", "user", "group", "working_directory", "restart",
         "env_dir", "unit_dir", "systemctl", "systemd_analyze", "supervisor_conf_dir",
@@ -480,6 +483,13 @@ def _slots(data: Mapping[str, Any], path: Path | None, app: str, prefix: str) ->
     return tuple(slots)
 
 
+def _checksums_file(r: _Reader) -> Path | None:
+    """``[cache] checksums_file``: a path, "" for none, or the per-user default."""
+    if "checksums_file" not in r.data:
+        return default_checksums_file()
+    return r.path_value("checksums_file", None) if r.text("checksums_file", None) else None
+
+
 def build_config(data: Mapping[str, Any], path: Path | None) -> Config:
     where = str(path) if path else None
     for key in data:
@@ -500,6 +510,7 @@ def build_config(data: Mapping[str, Any], path: Path | None) -> Config:
         prefix=prefix,
         clone_strategy=cache_r.choice("clone_strategy", "file_copy", ("wal_log", "file_copy")),
         background_prewarm=cache_r.get("background_prewarm", bool, True),
+        checksums_file=_checksums_file(cache_r),
     )
     slots = _slots(data, path, app, prefix)
 

@@ -46,9 +46,10 @@ class SourceRequest:
     seed_version: str | None = None
     snapshot_version: str | None = None
 
-    def resolve(self, config: Config) -> Source:
-        """Find the version and check it can be loaded, before anything is claimed or dropped."""
-        source = self._find(config)
+    def resolve(self, config: Config, *, remember: bool = True) -> Source:
+        """Find the version and check it can be loaded, before anything is claimed or dropped
+        (``remember``: its checksum may be stored for the next command; not in a dry run)."""
+        source = self._find(config, remember)
         if source.extensions:
             from preview_slots.pgadmin import SlotServer
             from preview_slots.sources import check_extensions
@@ -57,15 +58,15 @@ class SourceRequest:
                 check_extensions(source, server.available_extensions())
         return source
 
-    def _find(self, config: Config) -> Source:
+    def _find(self, config: Config, remember: bool) -> Source:
         if self.strategy == "seed":
             if not self.seed_version or self.snapshot_version:
                 raise UsageError("--strategy seed needs --seed-version (and no --snapshot-version)")
-            return resolve_seed(config, self.seed_version)
+            return resolve_seed(config, self.seed_version, remember=remember)
         if not self.snapshot_version or self.seed_version:
             raise UsageError("--strategy snapshot needs --snapshot-version "
                              "(and no --seed-version)")
-        return resolve_snapshot(config, self.snapshot_version)
+        return resolve_snapshot(config, self.snapshot_version, remember=remember)
 
 
 @dataclass
@@ -192,7 +193,7 @@ def allocate(
 ) -> Allocation:
     """Lease a slot to ``run_id``, reset it from the requested source, and return it ready."""
     validate_run_id(run_id)
-    source = request.resolve(config)  # checked before anything is claimed or dropped
+    source = request.resolve(config, remember=not dry_run)  # checked before anything is claimed
     hold = ttl if ttl is not None else config.lease.ttl
     with _open(config) as cp:
         if dry_run:
@@ -511,7 +512,7 @@ def db_command(
     slot = config.slot(slot_id)
     if run_id is not None:
         validate_run_id(run_id)
-    source = source_request.resolve(config) if source_request else None
+    source = source_request.resolve(config, remember=not dry_run) if source_request else None
     with _open(config) as cp:
         if not dry_run:
             cp.sync_slots()
@@ -593,7 +594,7 @@ def prewarm(config: Config, request: SourceRequest, slot_id: str | None) -> list
     return [dict(build_spare(config, slot, source)) for slot in slots]
 
 
-def current_templates(config: Config) -> set[str]:
+def current_templates(config: Config, *, remember: bool = True) -> set[str]:
     """The template names matching the seeds and snapshots as they are on disk now."""
     from preview_slots.cache import template_for
 
@@ -601,13 +602,13 @@ def current_templates(config: Config) -> set[str]:
     if config.seeds_dir.is_dir():
         for folder in config.seeds_dir.iterdir():
             try:
-                names.add(template_for(config, resolve_seed(config, folder.name)))
+                names.add(template_for(config, resolve_seed(config, folder.name, remember=remember)))
             except PreviewSlotsError:
                 continue
     if config.snapshots_dir.is_dir():
         for dump in config.snapshots_dir.glob("*.dump"):
             try:
-                names.add(template_for(config, resolve_snapshot(config, dump.stem)))
+                names.add(template_for(config, resolve_snapshot(config, dump.stem, remember=remember)))
             except PreviewSlotsError:
                 continue
     return names
@@ -616,5 +617,5 @@ def current_templates(config: Config) -> set[str]:
 def prune_cache(config: Config, *, everything: bool, dry_run: bool) -> list[str]:
     from preview_slots.cache import prune
 
-    return prune(config, set() if everything else current_templates(config),
+    return prune(config, set() if everything else current_templates(config, remember=not dry_run),
                  everything=everything, dry_run=dry_run)

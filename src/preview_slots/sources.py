@@ -20,6 +20,7 @@ from preview_slots.errors import (
     ResetFailed,
     SourceError,
 )
+from preview_slots.fingerprint import Remembered, identity
 from preview_slots.local.pg import pg_bin_dir
 from preview_slots.runner import run
 from preview_slots.seedscan import forbidden_meta_commands
@@ -60,7 +61,9 @@ def libpq_env(target: PgUrl, application_name: str) -> dict[str, str]:
     return env
 
 
-def resolve_seed(config: Config, version: str) -> Source:
+def resolve_seed(config: Config, version: str, *, remember: bool = True) -> Source:
+    """The seed folder ``version``: its files, checked, and their checksum (``remember``: the
+    checksum may be stored for the next command, see :mod:`preview_slots.fingerprint`)."""
     validate_version(version, what="--seed-version")
     folder = config.seeds_dir / version
     if not folder.is_dir():
@@ -68,6 +71,11 @@ def resolve_seed(config: Config, version: str) -> Source:
     files = tuple(sorted(p for p in folder.iterdir() if p.suffix == ".sql" and p.is_file()))
     if not files:
         raise SourceError(f"seed version {version!r} is empty: no *.sql files in {folder}")
+    memo = Remembered(config.cache.checksums_file, read_only=not remember)
+    key = identity(files, kind="seed")
+    known = memo.get(key)
+    if known and isinstance(known.get("checksum"), str):  # same files, scanned before
+        return Source("seed", version, known["checksum"], files)
     digest = hashlib.sha256()
     for path in files:
         data = path.read_bytes()
@@ -82,14 +90,22 @@ def resolve_seed(config: Config, version: str) -> Source:
                 f"slot's database or its transaction ({where}): seeds may use SQL and "
                 f"\\set/\\echo/\\if only"
             )
+    memo.put(key, {"checksum": digest.hexdigest()})
     return Source("seed", version, digest.hexdigest(), files)
 
 
-def resolve_snapshot(config: Config, version: str) -> Source:
+def resolve_snapshot(config: Config, version: str, *, remember: bool = True) -> Source:
+    """The archive ``version``: listed by pg_restore (readable, its extensions) and checksummed."""
     validate_version(version, what="--snapshot-version")
     path = config.snapshots_dir / f"{version}.dump"
     if not path.is_file():
         raise SourceError(f"snapshot version {version!r} not found: no file {path}")
+    memo = Remembered(config.cache.checksums_file, read_only=not remember)
+    key = identity([path, Path(tool(config, "pg_restore"))], kind="snapshot")
+    known = memo.get(key)
+    if known and isinstance(known.get("checksum"), str):  # this archive, read before
+        return Source("snapshot", version, known["checksum"], (path,),
+                      tuple(str(e) for e in known.get("extensions", ())))
     try:
         listing = run([tool(config, "pg_restore"), "--list", "--", str(path)], timeout=60,
                       what="pg_restore --list").stdout
@@ -105,6 +121,7 @@ def resolve_snapshot(config: Config, version: str) -> Source:
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
+    memo.put(key, {"checksum": digest.hexdigest(), "extensions": list(extensions)})
     return Source("snapshot", version, digest.hexdigest(), (path,), extensions)
 
 
