@@ -93,7 +93,7 @@ class Bench:
             f'[control_plane]\nurl = "{pg.url(control_plane)}"\n\n'
             f'[seeds]\ndir = "{seeds_dir or self.seeds}"\n\n'
             f'[snapshots]\ndir = "{self.snapshots}"\n\n'
-            f'[cache]\nprefix = "{prefix}"\n'
+            f'[cache]\nprefix = "{prefix}"\nchecksums_file = "{self.root}/checksums.json"\n'
             f'background_prewarm = {"true" if background else "false"}\n{cache}\n\n'
             f'[lease]\nreset_ttl = "10m"\n{lease}\n\n{runtime}\n'
         )

@@ -19,7 +19,7 @@ SIZE_ORDER = (
                                        ("tpl_other", "clone"), ("spare_seed", "spare"),
                                        ("spare_snapshot", "spare"))
       for part in ("", "_phases", f"_{step}", "_after")),
-    "check_seed", "check_snapshot",
+    "check_seed", "check_seed_memo", "check_snapshot", "check_snapshot_memo",
 )
 
 LEGEND = """\
@@ -35,10 +35,10 @@ What each figure includes (wall-clock seconds; median of the repetitions; range 
    TEMPLATE           CHECKPOINT right after it and the DROP DATABASE of the copy are shown
                       below it (WAL_LOG leaves its pages for the next checkpoint to write).
   preview-slots reset `preview-slots db reset-and-seed --slot S --run-id R ... --json`, a fresh
-                      process, start to exit: interpreter start-up, config, source check (a
-                      seed's files are hashed and scanned for psql meta-commands; an archive is
-                      listed and hashed), lease, the reset, provenance row, and whatever the
-                      command does before it exits. The template is already built.
+                      process, start to exit: interpreter start-up, config, source check
+                      (remembered from the template's build: the files are unchanged), lease,
+                      the reset, provenance row, and whatever the command does before it exits.
+                      The template is already built.
                       Configs are the defaults but for the slot table: background_prewarm is
                       on, so the replaced database is dropped by a detached process after exit.
     reset phases      the sum of details.phases of that reset's preview_db_resets row (connect,
@@ -47,7 +47,8 @@ What each figure includes (wall-clock seconds; median of the repetitions; range 
                       database still ran (not part of the command's time; the next figure
                       waits for it).
     checking the      the source check alone (resolve_seed / resolve_snapshot called in the
-     seed/snapshot    benchmark's process): what any command naming the version pays first.
+     seed/snapshot    benchmark's process): what the first command naming the version pays;
+                      "remembered": later commands, while the files are unchanged.
     template clone    no warm spare ([cache] spares = false): the template is cloned.
     warm spare        `preview-slots prewarm` ran first (not timed), then the reset renamed the
                       spare into place; the row's details.clone says "spare" (checked).

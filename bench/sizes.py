@@ -213,16 +213,24 @@ class SizeRun:
 
     def source_checks(self) -> None:
         """What every command naming the version does before it touches a database, timed in
-        our process: a seed's files are read, hashed and scanned for psql meta-commands; an
-        archive is listed (pg_restore --list) and hashed."""
+        our process. The first time: a seed's files are read, hashed and scanned for psql
+        meta-commands; an archive is listed (pg_restore --list) and hashed. Later: the checksum
+        remembered for the files' identity ([cache] checksums_file) is used."""
+        from dataclasses import replace
+
         from preview_slots.config import load_config
         from preview_slots.sources import resolve_seed, resolve_snapshot
 
         config = load_config(self.cfg_tpl)
+        first = replace(config, cache=replace(config.cache, checksums_file=None))
         r = self.result
-        r.series("check_seed", "  checking the seed alone (resolve_seed, in process)").values \
+        r.series("check_seed", "  checking the seed alone, first time (in process)").values \
+            .append(timed(lambda: resolve_seed(first, self.version)))
+        r.series("check_seed_memo", "  checking the seed alone, remembered").values \
             .append(timed(lambda: resolve_seed(config, self.version)))
-        r.series("check_snapshot", "  checking the snapshot alone (resolve_snapshot)").values \
+        r.series("check_snapshot", "  checking the snapshot alone, first time").values \
+            .append(timed(lambda: resolve_snapshot(first, self.version)))
+        r.series("check_snapshot_memo", "  checking the snapshot alone, remembered").values \
             .append(timed(lambda: resolve_snapshot(config, self.version)))
 
     def verify(self) -> None:
