@@ -106,7 +106,11 @@ class SlotServer:
         self.guard = Guard(config)
         self.conn = connect(config.database.url, what="slot database server",
                             application_name=application_name)
-        self._exec("SET lock_timeout = '10s'")
+        try:
+            self._exec("SET lock_timeout = '10s'")
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         if not self.conn.closed:
