@@ -228,7 +228,7 @@ class SupervisorManager:
             # supervisord says RUNNING only once startsecs are over; a program that already
             # serves on its port is up (as wait_running counts it)
             return replace(state, active=True,
-                                       detail=f"serving on port {slot.port}, within startsecs")
+                           detail=f"serving on port {slot.port}, within startsecs")
         return state
 
     def start(self, slot: Slot) -> None:
