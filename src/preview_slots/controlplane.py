@@ -240,8 +240,13 @@ class ControlPlane:
             )
 
     def sync_slots(self) -> None:
+        """Make the slots table know every configured slot and its database. Read first: the
+        upsert locks each row it looks at (even when it changes nothing), which a concurrent
+        claim's SKIP LOCKED would see as "taken", so it runs only when something differs."""
+        known = {r["slot_id"]: r["db_name"] for r in self.q("slot_table")}
         for slot in self.config.slots:
-            self.q("sync_slot", {"slot_id": slot.id, "db_name": slot.database})
+            if known.get(slot.id) != slot.database:
+                self.q("sync_slot", {"slot_id": slot.id, "db_name": slot.database})
 
     # -- leases ------------------------------------------------------------------------------
 

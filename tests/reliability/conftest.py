@@ -8,7 +8,10 @@ size; ``PREVIEW_SLOTS_RELIABILITY=full`` (``make reliability``) runs the full si
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -31,9 +34,11 @@ def size(ci: int, full: int) -> int:
 
 
 @pytest.fixture(scope="session")
-def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPostgres]:
-    """Overrides the session server for this folder: a dedicated one (see the module doc)."""
-    root = tmp_path_factory.mktemp("reliability-pg")
+def pg() -> Iterator[LocalPostgres]:
+    """Overrides the session server for this folder: a dedicated one (see the module doc). Its
+    folder is outside pytest's temporary tree, as the session server's is: another pytest
+    session starting meanwhile prunes old trees, and would delete this server's data folder."""
+    root = Path(tempfile.mkdtemp(prefix="preview-slots-reliability-pg-"))
     server = LocalPostgres(root, free_port(), pg_bin_dir())
     server.init()
     with (server.datadir / "postgresql.conf").open("a") as fh:
@@ -41,6 +46,7 @@ def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPostgres]:
     server.start()
     yield server
     server.stop("immediate")
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -1,5 +1,8 @@
 -- Named queries of the control plane. `-- name: x` starts a query; parameters are %(name)s.
 
+-- name: slot_table
+SELECT slot_id, db_name FROM slots;
+
 -- name: sync_slot
 INSERT INTO slots (slot_id, db_name) VALUES (%(slot_id)s, %(db_name)s)
 ON CONFLICT (slot_id) DO UPDATE SET db_name = EXCLUDED.db_name, updated_at = now()
