@@ -43,4 +43,4 @@ def test_slot_table_follows_the_config(make_env: Callable[..., Env]) -> None:
     assert rows[free].endswith("_b")  # nobody held it: it moves to its new database
     assert not rows[held].endswith("_b")  # held: it keeps the database its holder was given
     assert rows[f"{env.tag}p3"] == f"{env.tag}_app_preview_3"
-    assert f"{[s.database for s in env.config.slots if s.id == free][0]}_b" in env.databases()
+    assert env.config.slot(free).database + "_b" in env.databases()
