@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import stat
 import subprocess
 import sys
@@ -32,7 +33,7 @@ import pytest
 from preview_slots.config import Config, load_config
 from preview_slots.errors import RuntimeFailed
 from preview_slots.local import services
-from preview_slots.local.pg import LocalPostgres, free_port
+from preview_slots.local.pg import LocalPostgres, free_ports
 from preview_slots.runtime.factory import make_manager
 from preview_slots.runtime.provision import provision
 from preview_slots.runtime.supervisor import SupervisorManager
@@ -116,7 +117,7 @@ def databases(pg: LocalPostgres) -> Iterator[str]:
 def stack(pg: LocalPostgres, databases: str) -> Iterator[Stack]:
     # short and outside pytest's tree: supervisord's socket path must stay under ~100 bytes
     state = Path(tempfile.mkdtemp(prefix="ps-rt-"))
-    made = Stack(state, pg, databases, [free_port() for _ in range(3)])
+    made = Stack(state, pg, databases, free_ports(3, avoid={pg.port}))
     try:
         yield made
     finally:
@@ -243,6 +244,22 @@ def _assert_previous_caddy_live(stack: Stack, caddyfile_before: bytes, live_befo
         status, headers, body = stack.get(slot.host)
         assert status == 200 and json.loads(body)["slot"] == slot.id
         assert "X-Preview" not in headers
+
+
+def test_a_slot_port_held_by_another_program_is_never_taken_for_the_slot(stack: Stack) -> None:
+    """The stack is stopped, another program takes a slot's port, the stack starts again (its
+    definitions unchanged, so provision has nothing to apply): starting fails naming the
+    program, instead of counting the other listener as the app (a program is STARTING during
+    supervisord's startsecs; only its own listener makes it up)."""
+    config = stack.write()
+    services.start_services(stack.state, config)
+    services.stop_services(stack.state)
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        other.bind(("127.0.0.1", config.slots[1].port))
+        other.listen()
+        with pytest.raises(RuntimeFailed, match="ouroboros-web@preview2"):
+            services.start_services(stack.state, config)
 
 
 def test_c09_invalid_caddyfile_keeps_previous_file_live(stack: Stack) -> None:

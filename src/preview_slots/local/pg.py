@@ -8,6 +8,7 @@ refuses to run as root: when we are root, the server runs as an unprivileged sys
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import pwd
@@ -15,6 +16,7 @@ import secrets
 import shutil
 import socket
 import stat
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,9 +61,21 @@ def pg_bin_dir(explicit: Path | None = None) -> Path:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int, *, avoid: Collection[int] = ()) -> list[int]:
+    """``count`` distinct free loopback ports, none of them in ``avoid``. The sockets stay bound
+    until all are picked, so that two picks cannot return the same port."""
+    with contextlib.ExitStack() as stack:
+        ports: list[int] = []
+        while len(ports) < count:
+            s = stack.enter_context(socket.socket())
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+            if port not in avoid:
+                ports.append(port)
+        return ports
 
 
 def _service_user() -> pwd.struct_passwd | None:

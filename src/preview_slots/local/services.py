@@ -22,18 +22,19 @@ import importlib.util
 import json
 import os
 import shlex
-import socket
 import sys
 import sysconfig
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from preview_slots.config import Config
 from preview_slots.errors import OperationFailed, RuntimeFailed
+from preview_slots.local.pg import free_ports
 from preview_slots.runner import run
 from preview_slots.runtime import files
 
@@ -88,20 +89,16 @@ class Layout:
         return f"unix://{self.socket}"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _ports(layout: Layout) -> dict[str, int]:
-    """The stack's ports: picked once, then the same on every `local up`."""
-    try:
+def _ports(layout: Layout, avoid: Collection[int] = ()) -> dict[str, int]:
+    """The stack's ports: picked once (distinct, none of ``avoid``: the slots' and the
+    server's), then the same on every `local up`."""
+    keys = ("http_port", "https_port", "admin_port")
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
         data = json.loads(layout.ports_file.read_text())
-        return {k: int(data[k]) for k in ("http_port", "https_port", "admin_port")}
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    ports = {"http_port": _free_port(), "https_port": _free_port(), "admin_port": _free_port()}
+        kept = {k: int(data[k]) for k in keys}
+        if len(set(kept.values())) == len(kept) and not set(kept.values()) & set(avoid):
+            return kept
+    ports = dict(zip(keys, free_ports(len(keys), avoid=avoid), strict=True))
     files.install_file(layout.ports_file, json.dumps(ports, indent=2) + "\n", mode=0o644)
     return ports
 
@@ -116,10 +113,11 @@ def _toml(value: str) -> str:
     return json.dumps(value)  # a TOML basic string: JSON's escapes are TOML's
 
 
-def local_config_toml(state_dir: Path) -> str:
-    """The ``[runtime]``, ``[caddy]`` and ``[health]`` sections of the local stack's config."""
+def local_config_toml(state_dir: Path, *, avoid: Collection[int] = ()) -> str:
+    """The ``[runtime]``, ``[caddy]`` and ``[health]`` sections of the local stack's config;
+    Caddy's ports are none of ``avoid`` (the server's and the slots')."""
     layout = Layout(state_dir.resolve())
-    ports = _ports(layout)
+    ports = _ports(layout, avoid)
     if not EXAMPLE_APP.exists():
         raise OperationFailed(f"the example application is missing ({EXAMPLE_APP}): the local "
                               "stack runs from a source checkout")

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from preview_slots.local.pg import LocalPostgres, free_port, pg_bin_dir
+from preview_slots.local.pg import LocalPostgres, free_port, free_ports, pg_bin_dir
 
 if TYPE_CHECKING:
     from preview_slots.config import Config
@@ -43,9 +43,17 @@ class LocalStack:
     def _meta(self) -> dict[str, str]:
         if self._meta_path.exists():
             data: dict[str, str] = json.loads(self._meta_path.read_text())
+            ports = [data.get("pg_port", ""), *data.get("slot_ports", "").split(",")]
+            if len(set(ports)) == len(ports):
+                return data
+            # a stack made before ports were picked together may have given a slot the
+            # server's port: keep the server's, pick the slots' again
+            data["slot_ports"] = ",".join(str(p) for p in _slot_ports(int(data["pg_port"])))
+            self._meta_path.write_text(json.dumps(data, indent=2) + "\n")
             return data
-        meta = {"pg_port": str(free_port()), "pg_bin": str(pg_bin_dir()),
-                "slot_ports": ",".join(str(p) for p in _slot_ports())}
+        pg_port = free_port()
+        meta = {"pg_port": str(pg_port), "pg_bin": str(pg_bin_dir()),
+                "slot_ports": ",".join(str(p) for p in _slot_ports(pg_port))}
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._meta_path.write_text(json.dumps(meta, indent=2) + "\n")
         return meta
@@ -116,7 +124,8 @@ class LocalStack:
             + "\n".join(slots)
         )
         services = _services()
-        text += "\n" + (services.local_config_toml(state) if services is not None
+        avoid = {pg.port, *ports}
+        text += "\n" + (services.local_config_toml(state, avoid=avoid) if services is not None
                         else '[runtime]\nmanager = "none"\n')
         tmp = self.config_path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -139,13 +148,14 @@ def _ensure_slot_databases(config: Config) -> list[str]:
     return created
 
 
-def _slot_ports() -> list[int]:
-    """The seed's ports 3101-3103 when they are free here, else three free ones (say, when
-    another stack or program already uses them); chosen once and kept in the state folder."""
+def _slot_ports(pg_port: int) -> list[int]:
+    """The seed's ports 3101-3103 when they are free here, else three other free ones (say,
+    when another stack or program already uses them), never the server's ``pg_port``; chosen
+    once and kept in the state folder."""
     seed = [3101, 3102, 3103]
-    if all(_port_free(p) for p in seed):
+    if pg_port not in seed and all(_port_free(p) for p in seed):
         return seed
-    return [free_port() for _ in seed]
+    return free_ports(3, avoid={pg_port})
 
 
 def _port_free(port: int) -> bool:

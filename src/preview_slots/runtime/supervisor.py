@@ -29,7 +29,7 @@ from preview_slots.redact import mask
 from preview_slots.runtime.base import ServiceState
 from preview_slots.runtime.command import exec_argv
 from preview_slots.runtime.envfile import env_path, require_env_file
-from preview_slots.runtime.proc import listening, read_environ
+from preview_slots.runtime.proc import listener_outside, listening, read_environ
 
 PROGRAM_MODE = 0o644
 ENVEXEC = "preview_slots.runtime.envexec"
@@ -168,6 +168,12 @@ class ProgramStatus:
                             main_pid=pid or None, detail=detail)
 
 
+def serving(pid: int | None, port: int) -> bool:
+    """The program ``pid`` (or a child of it) accepts connections on ``port``: not merely
+    something else that holds the port (another program started on it first)."""
+    return pid is not None and listening(port) and listener_outside(port, pid) is None
+
+
 class SupervisorManager:
     """:class:`~preview_slots.runtime.base.ServiceManager` over supervisord's XML-RPC API."""
 
@@ -224,7 +230,7 @@ class SupervisorManager:
 
     def state(self, slot: Slot) -> ServiceState:
         state = self._info(slot).as_state()
-        if state.state == "STARTING" and listening(slot.port):
+        if state.state == "STARTING" and serving(state.main_pid, slot.port):
             # supervisord says RUNNING only once startsecs are over; a program that already
             # serves on its port is up (as wait_running counts it)
             return replace(state, active=True,
@@ -329,7 +335,8 @@ class SupervisorManager:
                 info = infos.get(name)
                 state = str(info["statename"]) if info else "NOT LOADED"
                 # up: RUNNING (it stayed up startsecs), or already serving on its port
-                if state in RUNNING_STATES or (state == "STARTING" and listening(ports[name])):
+                pid = int(info.get("pid") or 0) or None if info else None
+                if state in RUNNING_STATES or (state == "STARTING" and serving(pid, ports[name])):
                     pending.discard(name)
                 elif state in FAILED_STATES or state in ("STOPPED", "NOT LOADED"):
                     why = f": {info['spawnerr']}" if info and info.get("spawnerr") else ""
