@@ -35,6 +35,7 @@ from preview_slots.health import (
     wait_until_routed_healthy,
 )
 from preview_slots.health.probe import ProbeFailure, http_get
+from preview_slots.local.pg import free_ports
 from preview_slots.runtime.base import ServiceState
 
 HERE = Path(__file__).resolve().parent
@@ -42,13 +43,6 @@ SLOT_APP = HERE / "slot_app.py"
 BIN = Path(sys.executable).parent
 CLI = BIN / "preview-slots"
 SLOT_IDS = ("preview1", "preview2", "preview3")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def wait_port(port: int, *, timeout: float = 10.0, proc: subprocess.Popen[Any] | None = None,
@@ -221,9 +215,11 @@ class Stack:
 
 
 def make_stack(root: Path, *, tls: bool = False) -> Stack:
-    caddy = Caddy(root, free_port(), free_port(), free_port())
-    slots = [{"id": sid, "host": f"{sid}.example.com", "port": free_port(),
-              "database": f"app_preview_{n}"} for n, sid in enumerate(SLOT_IDS, start=1)]
+    ports = free_ports(3 + len(SLOT_IDS))  # distinct: Caddy's three, then one per slot
+    caddy = Caddy(root, http_port=ports[0], https_port=ports[1], admin_port=ports[2])
+    slots = [{"id": sid, "host": f"{sid}.example.com", "port": port,
+              "database": f"app_preview_{n}"}
+             for n, (sid, port) in enumerate(zip(SLOT_IDS, ports[3:], strict=True), start=1)]
     data: dict[str, Any] = {
         "runtime": {"manager": "none"},
         "caddy": {"http_port": caddy.http_port, "https_port": caddy.https_port,
@@ -284,7 +280,7 @@ HEALTHY = {"direct": "ok", "routed": "ok", "service": "ok", "database": "ok", "p
 
 
 def test_c10_caddy_routes_host_to_dead_port_or_nowhere(stack: Stack) -> None:
-    dead = free_port()
+    dead = free_ports(1)[0]
     stack.start(preview2=dead, preview3=None)
     slots = by_slot(check_until(stack.config, manager=stack.apps).slots)
     two, three = slots["preview2"], slots["preview3"]

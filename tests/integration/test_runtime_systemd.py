@@ -22,7 +22,7 @@ import pytest
 
 from preview_slots.config import Config, load_config
 from preview_slots.errors import RuntimeFailed
-from preview_slots.local.pg import free_port
+from preview_slots.local.pg import free_ports
 from preview_slots.runtime import envfile
 from preview_slots.runtime.plan import DaemonReload, RestartService
 from preview_slots.runtime.provision import provision
@@ -77,7 +77,7 @@ def write_config(folder: Path, sandbox: SystemdSandbox, *, app: str, slots: int 
     )
     ports_file = folder / "ports.json"  # the same ports every time this folder is rewritten
     if not ports_file.exists():
-        ports_file.write_text(json.dumps([free_port() for _ in range(slots)]))
+        ports_file.write_text(json.dumps(free_ports(slots)))
     ports = json.loads(ports_file.read_text())
     for n in range(1, slots + 1):
         text += (f'\n[[slots]]\nid = "s{n}"\nport = {ports[n - 1]}\n'
