@@ -34,6 +34,7 @@ demo: install
 	@echo
 	$(BIN)/preview-slots health --wait 30s
 	@echo
+	@echo "use the CLI on this stack: export PREVIEW_SLOTS_CONFIG=$(PREVIEW_SLOTS_CONFIG)"
 	@echo "psql on a slot: $(BIN)/preview-slots local psql --slot preview1    stop everything: make down"
 
 down: install

@@ -10,8 +10,17 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
-def parse_duration(text: str | int | float, *, what: str = "duration") -> float:
-    """Return seconds. Raises :class:`UsageError` naming ``what`` when the text is not a duration."""
+def parse_duration(text: str | int | float, *, what: str = "duration",
+                   positive: bool = False) -> float:
+    """Return seconds. Raises :class:`UsageError` naming ``what`` when the text is not a duration
+    (or, with ``positive``, when it is zero)."""
+    seconds = _parse(text, what)
+    if positive and seconds <= 0:
+        raise UsageError(f"{what}: must be more than zero, got {text!r}")
+    return seconds
+
+
+def _parse(text: str | int | float, what: str) -> float:
     if isinstance(text, bool):
         raise UsageError(f"{what}: expected a duration like 30s, 5m or 2h, got {text!r}")
     if isinstance(text, int | float):

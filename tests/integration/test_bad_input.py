@@ -55,6 +55,16 @@ CASES: list[tuple[str, list[str], int, str]] = [
                                      "--seed-version", "meta"], 2, "meta-commands"),
     ("bad duration", ["allocate", "--run-id", "r", "--strategy", "seed", "--seed-version", "v1",
                       "--wait", "soon"], 2, "--wait"),
+    ("zero ttl", ["allocate", "--run-id", "r", "--strategy", "seed", "--seed-version", "v1",
+                  "--ttl", "0"], 2, "--ttl: must be more than zero"),
+    ("zero ttl on renew", ["renew", "--run-id", "r", "--ttl", "0s"], 2, "must be more than zero"),
+    ("zero health timeout", ["health", "--timeout", "0"], 2, "--timeout: must be more than zero"),
+    ("argparse: a missing flag", ["allocate", "--run-id", "r"], 2,
+     "required: --strategy (see `preview-slots allocate --help`)"),
+    ("argparse: a bad choice", ["health", "--skip", "bogus"], 2, "invalid choice: 'bogus'"),
+    ("argparse: an unknown command", ["bogus"], 2, "invalid choice: 'bogus'"),
+    ("prewarm without a version", ["prewarm"], 2,
+     "one of the arguments --seed-version --snapshot-version is required"),
 ]
 
 

@@ -200,6 +200,9 @@ def test_all_slots_quarantined_is_refused_at_once(make_env: Callable[..., Env]) 
     assert result.returncode == 4
     assert "every slot is quarantined" in result.stderr
     assert time.monotonic() - started < 20
-    assert env.cli("unquarantine", "--slot", env.config.slots[0].id).returncode == 0
+    back = env.cli("unquarantine", "--slot", env.config.slots[0].id)
+    assert back.returncode == 0 and "is back in the pool" in back.stdout
+    again = env.cli("unquarantine", "--slot", env.config.slots[0].id)
+    assert again.returncode == 0 and "was not quarantined" in again.stdout
     assert env.cli("allocate", "--run-id", "r", "--strategy", "seed", "--seed-version",
                    "v1").returncode == 0

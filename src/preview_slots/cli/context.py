@@ -43,5 +43,17 @@ class Context:
     def json(data: Any) -> None:
         import json
 
-        sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+        sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
         sys.stdout.flush()
+
+
+def _jsonable(value: Any) -> Any:
+    """Timestamps as ISO 8601 (``2026-12-04T08:38:07.1+00:00``, as allocate's own fields),
+    durations in seconds, anything else as text."""
+    import datetime
+
+    if isinstance(value, datetime.datetime | datetime.date):
+        return value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    return str(value)

@@ -54,8 +54,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = sub.add_parser("prewarm", help="prepare warm spares (a slot's next database) ahead of time")
     p.add_argument("--slot", help="only this slot (default: every slot)")
-    p.add_argument("--seed-version", metavar="V")
-    p.add_argument("--snapshot-version", metavar="V")
+    version = p.add_mutually_exclusive_group(required=True)
+    version.add_argument("--seed-version", metavar="V")
+    version.add_argument("--snapshot-version", metavar="V")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_prewarm)
 

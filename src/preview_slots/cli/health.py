@@ -105,7 +105,7 @@ def run_health(args: argparse.Namespace, ctx: Context) -> int:
 
     config = ctx.config
     slots = [config.slot(s) for s in dict.fromkeys(args.slot)] if args.slot else list(config.slots)
-    timeout = (parse_duration(args.timeout, what="--timeout") if args.timeout
+    timeout = (parse_duration(args.timeout, what="--timeout", positive=True) if args.timeout
                else config.health.timeout)
     wait = parse_duration(args.wait, what="--wait") if args.wait else 0.0
     checks = [c for c in health.ALL_CHECKS if c.value not in set(args.skip)]

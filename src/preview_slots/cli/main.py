@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 from importlib import import_module
 
 from preview_slots import __version__
@@ -22,8 +23,16 @@ COMMAND_MODULES = (
 EXIT_BUG = 70
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the tool's one-line errors: ``preview-slots: error: ...`` and exit 2, the
+    usage left to ``--help`` (subcommands' parsers are of this class too)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"preview-slots: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="preview-slots",
         description="A fixed pool of preview environments (slots): leases, deterministic database "
         "resets with provenance, services and Caddy routes.",

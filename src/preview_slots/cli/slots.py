@@ -79,10 +79,10 @@ def source_request(args: argparse.Namespace) -> Any:
     return SourceRequest(args.strategy, args.seed_version, args.snapshot_version)
 
 
-def duration(value: str | None, what: str) -> float | None:
+def duration(value: str | None, what: str, *, positive: bool = False) -> float | None:
     from preview_slots.durations import parse_duration
 
-    return None if value is None else parse_duration(value, what=what)
+    return None if value is None else parse_duration(value, what=what, positive=positive)
 
 
 def cmd_init(args: argparse.Namespace, ctx: Context) -> int:
@@ -101,7 +101,7 @@ def cmd_allocate(args: argparse.Namespace, ctx: Context) -> int:
 
     gh_output = github_output_path() if args.github_output else None
     wait = duration(args.wait, "--wait") or 0.0
-    ttl = duration(args.ttl, "--ttl")
+    ttl = duration(args.ttl, "--ttl", positive=True)
     config = ctx.config
     stop, after = (None, None) if args.no_health or args.dry_run else readiness_hooks(config)
     result = service.allocate(
@@ -178,7 +178,7 @@ def cmd_release(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_renew(args: argparse.Namespace, ctx: Context) -> int:
     from preview_slots.service import renew
 
-    lease = renew(ctx.config, args.run_id, duration(args.ttl, "--ttl"))
+    lease = renew(ctx.config, args.run_id, duration(args.ttl, "--ttl", positive=True))
     if args.json:
         ctx.json({"run_id": lease.run_id, "slot_id": lease.slot_id,
                   "lease_expires_at": lease.expires_at.isoformat()})
@@ -262,6 +262,8 @@ def cmd_reap(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_unquarantine(args: argparse.Namespace, ctx: Context) -> int:
     from preview_slots.service import unquarantine
 
-    unquarantine(ctx.config, args.slot)
-    ctx.out(f"slot {args.slot} is back in the pool")
+    if unquarantine(ctx.config, args.slot):
+        ctx.out(f"slot {args.slot} is back in the pool")
+    else:
+        ctx.out(f"slot {args.slot} was not quarantined: nothing to do")
     return 0

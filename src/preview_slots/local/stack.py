@@ -65,7 +65,8 @@ class LocalStack:
         pg.start()
         lines = [f"postgresql {pg_version(pg)} on 127.0.0.1:{pg.port} (data {pg.datadir})"]
         self._write_config(pg, seeds_dir)
-        lines.append(f"config written to {self.config_path}")
+        lines.append(f"config written to {self.config_path} (for other commands: export "
+                     f"PREVIEW_SLOTS_CONFIG={self.config_path.resolve()})")
         ports = self._meta().get("slot_ports", "3101,3102,3103")
         if ports != "3101,3102,3103":
             lines.append(f"slot ports {ports} (3101-3103 were in use when this stack was made)")

@@ -134,8 +134,9 @@ UPDATE slots SET consecutive_failures = consecutive_failures + 1,
 WHERE slot_id = %(slot_id)s RETURNING status, consecutive_failures;
 
 -- name: unquarantine
+-- Returns a row only when the slot was quarantined (a second call changes nothing).
 UPDATE slots SET status = 'active', consecutive_failures = 0, updated_at = now()
-WHERE slot_id = %(slot_id)s RETURNING slot_id;
+WHERE slot_id = %(slot_id)s AND status = 'quarantined' RETURNING slot_id;
 
 -- name: insert_reset
 INSERT INTO preview_db_resets (run_id, slot_id, db_name, strategy, seed_version,
