@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
 from importlib import import_module
+from typing import NoReturn
 
 from preview_slots import __version__
 from preview_slots.cli.context import Context
