@@ -1,16 +1,23 @@
-"""Refuse psql meta-commands in seed files that could leave the slot's database or the transaction.
+"""Refuse what in a seed file could leave the slot's database or the seed's one transaction.
 
 Seeds run through psql (so that pg_dump's ``COPY ... FROM stdin`` blocks work), and psql obeys
 backslash commands: ``\\c other_db`` would run the rest of the seed in another database (past the
 safety guard), ``\\! cmd`` runs a shell command, ``\\o``/``\\copy``/``\\i`` touch local files. A
-seed may only use the harmless ones in :data:`ALLOWED`. This is a small lexer following psql's own
-rules: a backslash starts a meta-command anywhere outside quotes, comments and COPY data.
+seed may only use the harmless ones in :data:`ALLOWED`. And a seed runs in one transaction
+(``--single-transaction``) so that a failure keeps nothing: a ``COMMIT``, ``END``, ``ABORT`` or
+``ROLLBACK`` statement would end it, and what follows would run (and stay) outside it, even
+``CREATE DATABASE``. pg_dump never writes those.
+
+This is a small lexer following psql's own rules: a backslash starts a meta-command anywhere
+outside quotes, comments and COPY data; a semicolon ends a statement outside parentheses and
+outside the ``BEGIN ATOMIC ... END`` body of a ``CREATE FUNCTION``/``PROCEDURE`` (psql's
+heuristic: ``BEGIN`` and, inside it, ``CASE`` open a block that ``END`` closes).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 ALLOWED = frozenset({
     "set", "unset", "echo", "qecho", "warn", "if", "elif", "else", "endif", "pset",
@@ -28,12 +35,75 @@ class MetaCommand:
 
 def forbidden_meta_commands(text: str) -> list[MetaCommand]:
     """The meta-commands outside :data:`ALLOWED`, with their line numbers."""
-    found: list[MetaCommand] = []
+    return scan(text).meta_commands
+
+
+def transaction_control(text: str) -> list[MetaCommand]:
+    """Statements that would end the seed's transaction (``COMMIT``, ``END``, ``ABORT``,
+    ``ROLLBACK`` but not ``ROLLBACK TO``, ``PREPARE TRANSACTION``), with the line each starts on."""
+    return scan(text).transaction_control
+
+
+@dataclass
+class Scan:
+    meta_commands: list[MetaCommand] = field(default_factory=list)
+    transaction_control: list[MetaCommand] = field(default_factory=list)
+
+
+@dataclass
+class _Statement:
+    """What the lexer tracks of the statement being read (psql's ``identifiers``, depths)."""
+
+    text: list[str] = field(default_factory=list)
+    words: list[str] = field(default_factory=list)  # its identifiers, lower case, in order
+    line: int = 0  # where its first word is
+    parens: int = 0
+    begin_depth: int = 0
+
+    def word(self, word: str, line: int) -> None:
+        lower = word.lower()
+        if not self.words:
+            self.line = line
+        self.words.append(lower)
+        if self._routine() and self.parens == 0:
+            if lower == "begin" or (lower == "case" and self.begin_depth > 0):
+                self.begin_depth += 1
+            elif lower == "end" and self.begin_depth > 0:
+                self.begin_depth -= 1
+
+    def _routine(self) -> bool:
+        """The statement starts CREATE [OR REPLACE] FUNCTION|PROCEDURE."""
+        w = [*(x if x in _ROUTINE_WORDS else "" for x in self.words[:4]), "", "", "", ""]
+        return w[0] == "create" and (w[1] in ("function", "procedure") or (
+            w[1:3] == ["or", "replace"] and w[3] in ("function", "procedure")))
+
+    def ends_transaction(self) -> str | None:
+        first, second = [*self.words, "", ""][:2]
+        if first in ("commit", "end", "abort") or (first == "rollback" and second != "to"):
+            return first.upper()
+        if first == "prepare" and second == "transaction":
+            return "PREPARE TRANSACTION"
+        return None
+
+
+_ROUTINE_WORDS = frozenset({"create", "or", "replace", "function", "procedure"})
+_WORD = re.compile(r"[A-Za-z_\x80-\uffff][A-Za-z0-9_$\x80-\uffff]*")
+
+
+def scan(text: str) -> Scan:
+    """Meta-commands outside :data:`ALLOWED` and statements that end the transaction."""
+    found = Scan()
     lines = text.split("\n")
-    statement: list[str] = []
+    statement = _Statement()
     i = 0
     quote: str | None = None  # "'", '"', "E'", a dollar tag, or "/*"
     depth = 0
+
+    def end_statement() -> None:
+        what = statement.ends_transaction()
+        if what:
+            found.transaction_control.append(MetaCommand(statement.line, what))
+
     while i < len(lines):
         line = lines[i]
         j = seg = 0
@@ -58,17 +128,29 @@ def forbidden_meta_commands(text: str) -> list[MetaCommand]:
                     word = re.match(r"\\([A-Za-z!?]+|\S)", line[j:])
                     name = word.group(1) if word else ""
                     if name not in ALLOWED:
-                        found.append(MetaCommand(i + 1, "\\" + name))
+                        found.meta_commands.append(MetaCommand(i + 1, "\\" + name))
                     break  # the rest of the line belongs to the meta-command
-                if c == ";":
-                    statement.append(line[seg: j + 1])
+                if (m := _WORD.match(line, j)) and not (j and _WORD.match(line[j - 1])):
+                    if line.startswith("'", m.end()) and m.group(0) in ("E", "e"):
+                        j += 1  # E'...': the quote's prefix, not a word
+                        continue
+                    statement.word(m.group(0), i + 1)
+                    j = m.end()
+                    continue
+                if c == "(":
+                    statement.parens += 1
+                elif c == ")":
+                    statement.parens = max(0, statement.parens - 1)
+                elif c == ";" and statement.parens == 0 and statement.begin_depth == 0:
+                    statement.text.append(line[seg: j + 1])
                     seg = j + 1
-                    if _COPY_STDIN.match(" ".join(statement)):
+                    end_statement()
+                    if _COPY_STDIN.match(" ".join(statement.text)):
                         i = _skip_copy_data(lines, i + 1)
-                        statement = []
+                        statement = _Statement()
                         line = ""
                         break
-                    statement = []
+                    statement = _Statement()
                 j += 1
             elif quote == "/*":
                 if line.startswith("*/", j):
@@ -97,8 +179,9 @@ def forbidden_meta_commands(text: str) -> list[MetaCommand]:
             else:
                 j += 1
         if line and quote is None:
-            statement.append(line[seg:])
+            statement.text.append(line[seg:])
         i += 1
+    end_statement()  # psql sends what is left at the end of the file, too
     return found
 
 

@@ -23,7 +23,7 @@ from preview_slots.errors import (
 from preview_slots.fingerprint import Remembered, identity
 from preview_slots.local.pg import pg_bin_dir
 from preview_slots.runner import run
-from preview_slots.seedscan import forbidden_meta_commands
+from preview_slots.seedscan import scan
 
 PSQL_ERROR = re.compile(
     r"psql:(?P<file>[^\n]*?):(?P<line>\d+): ERROR:\s+(?:(?P<state>[0-9A-Z]{5}): )?(?P<msg>[^\n]*)"
@@ -82,13 +82,21 @@ def resolve_seed(config: Config, version: str, *, remember: bool = True) -> Sour
         digest.update(path.name.encode() + b"\0")
         digest.update(data)
         digest.update(b"\0")
-        bad = forbidden_meta_commands(data.decode("utf-8", errors="replace"))
-        if bad:
-            where = ", ".join(f"{m.command} at line {m.line}" for m in bad[:3])
+        found = scan(data.decode("utf-8", errors="replace"))
+        if found.meta_commands:
+            where = ", ".join(f"{m.command} at line {m.line}" for m in found.meta_commands[:3])
             raise SourceError(
                 f"seed {version!r} file {path.name} uses psql meta-commands that could leave the "
                 f"slot's database or its transaction ({where}): seeds may use SQL and "
                 f"\\set/\\echo/\\if only"
+            )
+        if found.transaction_control:
+            where = ", ".join(f"{m.command} at line {m.line}"
+                              for m in found.transaction_control[:3])
+            raise SourceError(
+                f"seed {version!r} file {path.name} ends the seed's transaction ({where}): a "
+                "seed runs in one transaction so that a failure keeps nothing, and what follows "
+                "such a statement would run outside it; remove it"
             )
     memo.put(key, {"checksum": digest.hexdigest()})
     return Source("seed", version, digest.hexdigest(), files)

@@ -53,6 +53,8 @@ CASES: list[tuple[str, list[str], int, str]] = [
                            "--seed-version", "../v1"], 2, "not allowed"),
     ("psql meta-command in a seed", ["allocate", "--run-id", "r", "--strategy", "seed",
                                      "--seed-version", "meta"], 2, "meta-commands"),
+    ("COMMIT in a seed", ["allocate", "--run-id", "r", "--strategy", "seed",
+                          "--seed-version", "txn"], 2, "ends the seed's transaction (COMMIT at line 2)"),
     ("bad duration", ["allocate", "--run-id", "r", "--strategy", "seed", "--seed-version", "v1",
                       "--wait", "soon"], 2, "--wait"),
     ("zero ttl", ["allocate", "--run-id", "r", "--strategy", "seed", "--seed-version", "v1",
@@ -76,6 +78,9 @@ def test_bad_input_is_refused_and_changes_nothing(loaded: Env, name: str, args: 
     meta = env.config.seeds_dir / "meta"
     meta.mkdir(exist_ok=True)
     (meta / "001.sql").write_text("CREATE TABLE a (i int);\n\\c postgres\nDROP DATABASE x;\n")
+    txn = env.config.seeds_dir / "txn"
+    txn.mkdir(exist_ok=True)
+    (txn / "001.sql").write_text("CREATE TABLE a (i int);\nCOMMIT;\nCREATE DATABASE x;\n")
     snaps = env.config.snapshots_dir
     snaps.mkdir(parents=True, exist_ok=True)
     (snaps / "junk.dump").write_text("this is not a pg_dump archive\n")

@@ -18,7 +18,7 @@ from preview_slots import fingerprint, sources
 from preview_slots.config import Config, build_config
 from preview_slots.errors import ConfigError, SourceError
 from preview_slots.fingerprint import Remembered, identity
-from preview_slots.seedscan import MetaCommand, forbidden_meta_commands
+from preview_slots.seedscan import Scan, scan
 
 
 @pytest.fixture
@@ -64,13 +64,11 @@ def test_seed_checksum_is_reused_then_recomputed_on_change(
     config = config_for(tmp_path)
     seed = write_seed(tmp_path, "CREATE TABLE t (x int);\n")
     scans: list[str] = []
-    real_scan = forbidden_meta_commands
-
-    def counting_scan(text: str) -> list[MetaCommand]:
+    def counting_scan(text: str) -> Scan:
         scans.append(text)
-        return real_scan(text)
+        return scan(text)
 
-    monkeypatch.setattr("preview_slots.sources.forbidden_meta_commands", counting_scan)
+    monkeypatch.setattr("preview_slots.sources.scan", counting_scan)
     first = sources.resolve_seed(config, "v1")
     second = sources.resolve_seed(config, "v1")
     assert first.checksum == second.checksum and len(scans) == 1  # read once

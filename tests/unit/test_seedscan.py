@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from preview_slots.seedscan import forbidden_meta_commands
+from preview_slots.seedscan import forbidden_meta_commands, transaction_control
 
 
 @pytest.mark.parametrize(("text", "found"), [
@@ -32,3 +32,32 @@ def test_pg_dump_plain_output_passes() -> None:
         "CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $_$\nBEGIN RETURN 1; END\n$_$;\n"
     )
     assert forbidden_meta_commands(dump) == []
+
+
+@pytest.mark.parametrize(("text", "found"), [
+    ("CREATE TABLE t (x int);\nCOMMIT;\nCREATE DATABASE evil;\n", [(2, "COMMIT")]),
+    ("SELECT 1; END;\n", [(1, "END")]),
+    ("abort;\nrollback;\n", [(1, "ABORT"), (2, "ROLLBACK")]),
+    ("COMMIT PREPARED 'x';\nROLLBACK PREPARED 'y';\n", [(1, "COMMIT"), (2, "ROLLBACK")]),
+    ("PREPARE TRANSACTION 'x';\n", [(1, "PREPARE TRANSACTION")]),
+    ("SELECT 1;\nCOMMIT", [(2, "COMMIT")]),  # psql sends the unterminated rest at the end
+    ("select 'x;'; commit\n;\n", [(1, "COMMIT")]),
+    # what stays inside the transaction
+    ("BEGIN;\nSAVEPOINT a;\nROLLBACK TO SAVEPOINT a;\nROLLBACK TO a;\nRELEASE a;\n", []),
+    ("PREPARE q AS SELECT 1;\nEXECUTE q;\n", []),
+    ("SELECT 1 AS commit, 'COMMIT;' AS t, \"end\";\n", []),
+    ("SELECT 1; -- COMMIT;\n/* COMMIT; */ SELECT 2;\n", []),
+    ("SELECT CASE WHEN true THEN 1 END;\n", []),
+    ("DO $$ BEGIN COMMIT; END $$;\n", []),
+    ("CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $_$\nBEGIN\n  RETURN 1;\nEND\n$_$;\n",
+     []),
+    # SQL-standard bodies: psql keeps BEGIN ATOMIC ... END as one statement, CASE ... END inside
+    ("CREATE FUNCTION f(a int) RETURNS int LANGUAGE sql\nBEGIN ATOMIC\n"
+     "  SELECT CASE WHEN a > 0 THEN 1 ELSE 0 END;\n  SELECT 2;\nEND;\nCOMMIT;\n",
+     [(6, "COMMIT")]),
+    ("CREATE OR REPLACE PROCEDURE p() LANGUAGE sql BEGIN ATOMIC INSERT INTO t VALUES (1); END;\n"
+     "END;\n", [(2, "END")]),
+    ("COPY t FROM stdin;\nCOMMIT;\n\\.\nSELECT 1;\n", []),  # COPY data, not a statement
+])
+def test_transaction_control(text: str, found: list[tuple[int, str]]) -> None:
+    assert [(m.line, m.command) for m in transaction_control(text)] == found
