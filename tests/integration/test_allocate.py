@@ -196,6 +196,10 @@ def test_renew_extends_and_refuses_non_holders(env: Env) -> None:
     assert renewed.returncode == 0, renewed.stderr
     after = env.cp("SELECT expires_at FROM leases WHERE run_id = 'run-1' AND state = 'ready'")
     assert after[0][0] > before[0][0]
+    shorter = env.cli("renew", "--run-id", "run-1", "--ttl", "30m")  # never shortens
+    assert shorter.returncode == 0, shorter.stderr
+    assert env.cp("SELECT expires_at FROM leases WHERE run_id = 'run-1' AND state = 'ready'") \
+        == after
     other = env.cli("renew", "--run-id", "nobody")
     assert other.returncode == 4
 

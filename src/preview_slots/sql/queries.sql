@@ -119,7 +119,10 @@ WHERE run_id = %(run_id)s AND state IN ('resetting', 'ready')
 RETURNING lease_id, slot_id, run_id, generation, strategy, seed_version, snapshot_version;
 
 -- name: renew
-UPDATE leases SET heartbeat_at = now(), expires_at = now() + make_interval(secs => %(ttl)s)
+-- Extends, never shortens: the lease lasts at least `ttl` from now (a CI step that renews with a
+-- short value must not cut the hold its run asked for at allocation).
+UPDATE leases SET heartbeat_at = now(),
+    expires_at = greatest(expires_at, now() + make_interval(secs => %(ttl)s))
 WHERE run_id = %(run_id)s AND state = 'ready' AND expires_at > now()
 RETURNING *, now() AS db_now;
 
