@@ -279,16 +279,24 @@ def _claim_in_turn(config: Config, cp: ControlPlane, run_id: str, request: Sourc
                     return lease
                 now = time.monotonic()
                 if (now - (contended_since or now) < CONTENDED_WAIT
-                        and (cp.live_lease_for_run(run_id) is not None
-                             or cp.my_turn(config.slot_ids, waiter))):
+                        and (cp.my_turn(config.slot_ids, waiter)
+                             or cp.live_lease_for_run(run_id) is not None)):
                     # SKIP LOCKED passed over a free slot that a concurrent claim has locked (it
-                    # may yet fail), or another process of this run just got a lease: look again
+                    # may yet fail), or another process of this run just got a lease: look again.
+                    # In this order: a claim that commits between the two looks makes the first
+                    # say "no free slot" and the second see its lease.
                     contended_since = contended_since or now
                     time.sleep(random.uniform(0.005, 0.02))
                     continue
             remaining = deadline - time.monotonic()
             _refuse_if_all_quarantined(cp)
             if remaining <= 0:
+                if cp.live_lease_for_run(run_id) is not None:
+                    # another process of this run holds a lease by now: answer with it (the
+                    # next look waits for its reset), never "no slot free" for our own slot
+                    _leave_queue(cp, waiter)
+                    waiter = None
+                    continue
                 within = f"within {format_duration(wait)}" if wait > 0 else \
                     "(pass --wait to wait for one)"
                 raise NoSlotFree(f"no slot free for run {run_id} {within}: {_holders_text(cp)}")
