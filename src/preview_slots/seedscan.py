@@ -48,6 +48,11 @@ def transaction_control(text: str) -> list[MetaCommand]:
 class Scan:
     meta_commands: list[MetaCommand] = field(default_factory=list)
     transaction_control: list[MetaCommand] = field(default_factory=list)
+    statements: list[tuple[int, int]] = field(default_factory=list)  # (first line, last line)
+
+    def statement_ending_at(self, line: int) -> tuple[int, int] | None:
+        """The statement psql sent at ``line`` (psql names the line a statement ends on)."""
+        return next((s for s in reversed(self.statements) if s[1] == line), None)
 
 
 @dataclass
@@ -57,6 +62,7 @@ class _Statement:
     text: list[str] = field(default_factory=list)
     words: list[str] = field(default_factory=list)  # its identifiers, lower case, in order
     line: int = 0  # where its first word is
+    start: int = 0  # where its text begins (psql's query buffer: not "--" comments before it)
     parens: int = 0
     begin_depth: int = 0
 
@@ -99,10 +105,12 @@ def scan(text: str) -> Scan:
     quote: str | None = None  # "'", '"', "E'", a dollar tag, or "/*"
     depth = 0
 
-    def end_statement() -> None:
+    def end_statement(last_line: int) -> None:
         what = statement.ends_transaction()
         if what:
             found.transaction_control.append(MetaCommand(statement.line, what))
+        if statement.start:
+            found.statements.append((statement.start, last_line))
 
     while i < len(lines):
         line = lines[i]
@@ -113,6 +121,8 @@ def scan(text: str) -> Scan:
                 if line.startswith("--", j):
                     line = line[:j]  # a comment is not part of the statement (pg_dump's headers)
                     break
+                if not statement.start and not c.isspace():
+                    statement.start = i + 1
                 if line.startswith("/*", j):
                     quote, depth, j = "/*", 1, j + 2
                     continue
@@ -144,7 +154,7 @@ def scan(text: str) -> Scan:
                 elif c == ";" and statement.parens == 0 and statement.begin_depth == 0:
                     statement.text.append(line[seg: j + 1])
                     seg = j + 1
-                    end_statement()
+                    end_statement(i + 1)
                     if _COPY_STDIN.match(" ".join(statement.text)):
                         i = _skip_copy_data(lines, i + 1)
                         statement = _Statement()
@@ -181,7 +191,8 @@ def scan(text: str) -> Scan:
         if line and quote is None:
             statement.text.append(line[seg:])
         i += 1
-    end_statement()  # psql sends what is left at the end of the file, too
+    # psql sends what is left at the end of the file, too
+    end_statement(max((k for k, text in enumerate(lines, 1) if text.strip()), default=1))
     return found
 
 

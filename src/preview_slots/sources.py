@@ -183,8 +183,9 @@ def seed_error(source: Source, stderr: str, returncode: int) -> OperationFailed:
         if "preview-slots fence" in match["msg"]:
             return LeaseLost("lease lost: the slot database now belongs to a newer lease; "
                              "this run changed nothing")
+        line = _error_line(source, match["file"], int(match["line"]), stderr[match.end():])
         return ResetFailed(
-            f"seed {source.version!r} failed in {where} line {match['line']}"
+            f"seed {source.version!r} failed in {where} line {line}"
             f"{f' (SQLSTATE {state})' if state else ''}: {match['msg'].strip()}; "
             "nothing was kept (one transaction)", phase="load", sqlstate=state,
         )
@@ -192,6 +193,27 @@ def seed_error(source: Source, stderr: str, returncode: int) -> OperationFailed:
         return LeaseLost("lease lost: the slot database now belongs to a newer lease")
     tail = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit status {returncode}"
     return ResetFailed(f"seed {source.version!r} failed: {tail}", phase="load")
+
+
+def _error_line(source: Source, file: str, sent_at: int, after: str) -> str:
+    """Where in the file the error is. psql names the line a statement ends on; the server's
+    ``LINE n:`` counts from the statement's start, which the seed scanner knows. Falls back to
+    psql's line (e.g. an error in COPY data)."""
+    within = re.match(r"\s*(?:LINE (\d+):)?", after)
+    path = next((p for p in source.files if str(p) == file or p.name == Path(file).name), None)
+    if not within or not within.group(1) or path is None:
+        return str(sent_at)
+    try:
+        statement = scan(path.read_text(errors="replace")).statement_ending_at(sent_at)
+    except OSError:
+        return str(sent_at)
+    if statement is None:
+        return str(sent_at)
+    first, last = statement
+    line = first + int(within.group(1)) - 1
+    if first == last or not first <= line <= last:
+        return str(sent_at)
+    return f"{line} (in the statement at lines {first}-{last})"
 
 
 def restore_snapshot(config: Config, source: Source, database: str, *,

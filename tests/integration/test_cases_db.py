@@ -206,3 +206,18 @@ def test_all_slots_quarantined_is_refused_at_once(make_env: Callable[..., Env]) 
     assert again.returncode == 0 and "was not quarantined" in again.stdout
     assert env.cli("allocate", "--run-id", "r", "--strategy", "seed", "--seed-version",
                    "v1").returncode == 0
+
+
+def test_a_failing_statement_over_several_lines_names_its_line(loaded: Env) -> None:
+    """psql names the line a statement ends on; the error names the line of the fault."""
+    env = loaded
+    _seed(env, "v4", {
+        "010_schema.sql": (env.config.seeds_dir / "v1" / "001_schema.sql").read_text(),
+        "020_data.sql": "-- header\n\nINSERT INTO customers\n  SELECT *\n  FROM no_such_table\n"
+                        "  WHERE true;\n",
+    })
+    result = env.cli("db", "reset-and-seed", "--slot", env.config.slots[1].id, "--run-id", "r4",
+                     "--strategy", "seed", "--seed-version", "v4")
+    assert result.returncode == 1
+    line = result.stderr.strip().splitlines()[-1]
+    assert "020_data.sql line 5 (in the statement at lines 3-6) (SQLSTATE 42P01)" in line, line

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from preview_slots.seedscan import forbidden_meta_commands, transaction_control
+from preview_slots.seedscan import forbidden_meta_commands, scan, transaction_control
 
 
 @pytest.mark.parametrize(("text", "found"), [
@@ -61,3 +61,13 @@ def test_pg_dump_plain_output_passes() -> None:
 ])
 def test_transaction_control(text: str, found: list[tuple[int, str]]) -> None:
     assert [(m.line, m.command) for m in transaction_control(text)] == found
+
+
+def test_statement_ranges_follow_psql() -> None:
+    text = ("-- a header\n\nSELECT 1;\nINSERT INTO t\n  SELECT *\n  FROM u;\n"
+            "/* lead */ SELECT\n2; SELECT 3;\nCOPY t FROM stdin;\n1\n\\.\nSELECT 4\n\n")
+    found = scan(text)
+    assert found.statements == [(3, 3), (4, 6), (7, 8), (8, 8), (9, 9), (12, 12)]
+    assert found.statement_ending_at(6) == (4, 6)
+    assert found.statement_ending_at(8) == (8, 8)  # two end on line 8: psql ran the later one
+    assert found.statement_ending_at(2) is None
