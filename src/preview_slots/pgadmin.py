@@ -147,6 +147,22 @@ class SlotServer:
                           "WHERE datname = %s", (name,))
         return rows[0]["c"] if rows else None
 
+    def relations(self, name: str) -> int:
+        """How many tables, views, sequences... the database ``name`` holds (outside the system
+        schemas), on a short connection of its own."""
+        self.guard.check(name)
+        try:
+            with connect(self.config.database.url.with_dbname(name), what="slot database",
+                         application_name="preview-slots check") as conn:
+                row = conn.execute(
+                    "SELECT count(*) AS n FROM pg_class c JOIN pg_namespace n "
+                    "ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') "
+                    "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+                    "AND n.nspname NOT LIKE 'pg\\_toast%'").fetchone()
+        except psycopg.OperationalError as exc:
+            raise server_lost(self.config, exc) from exc
+        return int(row["n"]) if row else 0
+
     def sessions(self, name: str) -> list[Session]:
         rows = self._exec(
             "SELECT pid, application_name, usename, state FROM pg_stat_activity "

@@ -29,7 +29,7 @@ from psycopg import sql
 from preview_slots import __version__, failpoints
 from preview_slots.config import Config, Slot
 from preview_slots.controlplane import ControlPlane, Lease, ResetStatus
-from preview_slots.errors import LeaseLost, PreviewSlotsError, ResetFailed
+from preview_slots.errors import LeaseLost, PreviewSlotsError, ResetFailed, SafetyRefusal
 from preview_slots.pgadmin import (
     SlotServer,
     build_name,
@@ -144,8 +144,10 @@ def run_reset(
     *,
     mode: Mode = "rebuild",
     stop_service: ServiceHook | None = None,
+    adopt: bool = False,
 ) -> ResetOutcome:
     """Reset (``rebuild``) or load into (``apply``) the slot's database under ``fence.lease``.
+    ``adopt``: a rebuild may replace a slot database that preview-slots did not make.
 
     Raises :class:`ResetFailed` / :class:`LeaseLost` after recording the outcome."""
     lease = fence.lease
@@ -180,6 +182,8 @@ def run_reset(
         )
         try:
             if mode == "rebuild":
+                if not adopt:
+                    _refuse_foreign(server, slot)
                 _rebuild(config, server, fence, slot, source, phases, app_name, stop_service,
                          details)
             else:
@@ -214,6 +218,24 @@ def run_reset(
     finally:
         if server is not None:
             server.close()
+
+
+def _refuse_foreign(server: SlotServer, slot: Slot) -> None:
+    """A slot database that preview-slots did not make (it carries no ``preview-slots ...``
+    comment) and that holds anything is replaced only when the caller says so (``--adopt``): a
+    config that points a slot at some other database must not cost that database its content.
+    An empty one (as a fresh host or ``local up`` has) is taken as it is."""
+    if not server.exists(slot.database):
+        return
+    if (server.comment(slot.database) or "").startswith("preview-slots "):
+        return
+    held = server.relations(slot.database)
+    if held:
+        raise SafetyRefusal(
+            f"slot {slot.id}'s database {slot.database} was not made by preview-slots (it has no "
+            f"preview-slots comment) and holds {held} table(s) or other relation(s): it is not "
+            "replaced unless you say so. If this slot may replace it, run the command once more "
+            f"with --adopt; if not, change slots.{slot.id}.database in the configuration")
 
 
 def _rebuild(config: Config, server: SlotServer, fence: Fence, slot: Slot, source: Source | None,

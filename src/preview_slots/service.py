@@ -190,6 +190,7 @@ def allocate(
     stop_service: Callable[[Slot], None] | None = None,
     after_reset: Callable[[Slot, Lease], None] | None = None,
     on_wait: Callable[[str], None] | None = None,
+    adopt: bool = False,
 ) -> Allocation:
     """Lease a slot to ``run_id``, reset it from the requested source, and return it ready."""
     validate_run_id(run_id)
@@ -206,7 +207,7 @@ def allocate(
         failpoints.hit("after_claim")
         slot = config.slot(lease.slot_id)
         outcome = _reset_under_lease(config, cp, lease, slot, source, "rebuild", hold,
-                                     stop_service, after_reset)
+                                     stop_service, after_reset, adopt)
         failpoints.hit("after_ready")
         ready = cp.live_lease_for_run(run_id)
         if ready is None:
@@ -325,12 +326,13 @@ def _refuse_if_all_quarantined(cp: ControlPlane) -> None:
 def _reset_under_lease(config: Config, cp: ControlPlane, lease: Lease, slot: Slot,
                        source: Source | None, mode: Mode, hold: float,
                        stop_service: Callable[[Slot], None] | None,
-                       after_reset: Callable[[Slot, Lease], None] | None) -> ResetOutcome:
+                       after_reset: Callable[[Slot, Lease], None] | None,
+                       adopt: bool = False) -> ResetOutcome:
     """Run the reset with heartbeats; mark the lease ready only when everything succeeded."""
     try:
         with Fence(config, cp, lease) as fence:
             outcome = run_reset(config, cp, fence, slot, source, mode=mode,
-                                stop_service=stop_service)
+                                stop_service=stop_service, adopt=adopt)
             if after_reset is not None:
                 fence.check("readiness")
                 after_reset(slot, lease)
@@ -511,6 +513,7 @@ def db_command(
     dry_run: bool = False,
     stop_service: Callable[[Slot], None] | None = None,
     after_reset: Callable[[Slot, Lease], None] | None = None,
+    adopt: bool = False,
 ) -> dict[str, Any]:
     """``db reset`` / ``db seed`` / ``db reset-and-seed`` on one slot.
 
@@ -558,7 +561,7 @@ def db_command(
                 raise SlotLeasedToOther(f"slot {slot.id} was just taken by another run; retry")
             lease = claimed
         outcome = _reset_under_lease(config, cp, lease, slot, source, mode,
-                                     config.lease.ttl, stop_service, after_reset)
+                                     config.lease.ttl, stop_service, after_reset, adopt)
         if not keep:
             cp.release(owner)
         return {"slot_id": slot.id, "db_name": slot.database, "reset_id": outcome.reset_id,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from preview_slots.cli.context import Context
-from preview_slots.cli.slots import add_source_flags, source_request
+from preview_slots.cli.slots import ADOPT_HELP, add_source_flags, source_request
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing would slow down `--help`
 if TYPE_CHECKING:
@@ -21,6 +21,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--slot", required=True)
     p.add_argument("--run-id", help="act for this run when it holds the slot")
     p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--adopt", action="store_true", help=ADOPT_HELP)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_db, mode="rebuild", needs_source=False)
 
@@ -39,6 +40,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--run-id", required=True)
     add_source_flags(p, required=True)
     p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--adopt", action="store_true", help=ADOPT_HELP)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_db, mode="rebuild", needs_source=True)
 
@@ -131,7 +133,7 @@ def cmd_db(args: argparse.Namespace, ctx: Context) -> int:
     result: dict[str, Any] = db_command(
         config, args.slot, source_request=source_request(args) if args.needs_source else None,
         run_id=args.run_id, mode=args.mode, dry_run=args.dry_run, stop_service=stop,
-        after_reset=after,
+        after_reset=after, adopt=getattr(args, "adopt", False),
     )
     if args.json:
         ctx.json(result)

@@ -12,6 +12,10 @@ if TYPE_CHECKING:
     from typing import Any
 
 
+ADOPT_HELP = ("replace the slot's database even when preview-slots did not make it (no "
+              "preview-slots comment) and it is not empty")
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("init", help="create or upgrade the control-plane schema (idempotent)")
     p.set_defaults(func=cmd_init)
@@ -28,6 +32,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--no-health", action="store_true",
                    help="do not restart the service nor wait for it to be healthy")
     p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    p.add_argument("--adopt", action="store_true", help=ADOPT_HELP)
     p.set_defaults(func=cmd_allocate)
 
     p = sub.add_parser("release", help="end a run's lease (idempotent)")
@@ -107,6 +112,7 @@ def cmd_allocate(args: argparse.Namespace, ctx: Context) -> int:
     result = service.allocate(
         config, args.run_id, source_request(args), wait=wait, ttl=ttl, dry_run=args.dry_run,
         stop_service=stop, after_reset=after, on_wait=lambda msg: ctx.err(f"preview-slots: {msg}"),
+        adopt=args.adopt,
     )
     if not args.dry_run and not result.reused:
         prewarm_in_background(config, result.slot_id, result.strategy, result.seed_version,
