@@ -194,6 +194,8 @@ def allocate(
 ) -> Allocation:
     """Lease a slot to ``run_id``, reset it from the requested source, and return it ready."""
     validate_run_id(run_id)
+    if ttl is not None and ttl <= 0:
+        raise UsageError("--ttl must be positive (a lease that has already expired is no lease)")
     source = request.resolve(config, remember=not dry_run)  # checked before anything is claimed
     hold = ttl if ttl is not None else config.lease.ttl
     with _open(config) as cp:

@@ -165,3 +165,14 @@ def test_unrelated_databases_are_never_touched(env: Env) -> None:
                  ["db", "reset", "--slot", env.config.slots[1].id]):
         assert env.cli(*args).returncode == 0
     assert f"{env.tag}_precious" in env.databases()
+
+
+def test_library_refuses_a_hold_that_has_already_expired(env: Env) -> None:
+    """The library says it too, not only the command line (bench and tests call it directly)."""
+    from preview_slots.errors import UsageError
+    from preview_slots.service import SourceRequest, allocate
+
+    before = snapshot_of_world(env)
+    with pytest.raises(UsageError, match="--ttl must be positive"):
+        allocate(env.config, "r", SourceRequest("seed", "v1"), ttl=0)
+    assert snapshot_of_world(env) == before

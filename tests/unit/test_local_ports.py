@@ -7,6 +7,8 @@ import json
 import socket
 from pathlib import Path
 
+import pytest
+
 from preview_slots.local import services
 from preview_slots.local.pg import free_ports
 from preview_slots.local.stack import LocalStack
@@ -42,3 +44,28 @@ def test_caddy_ports_avoid_the_slots_and_server(tmp_path: Path) -> None:
     repicked = services._ports(layout, avoid={4001, 5000})
     assert len(set(repicked.values())) == 3 and not set(repicked.values()) & {4001, 5000}
     assert services._ports(layout, avoid={4001, 5000}) == repicked  # recorded
+
+
+def test_free_ports_skips_what_it_must_avoid(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel seldom hands out a given port again, so the rule is shown on sockets whose
+    ports are chosen here (pure logic: the real sockets are tested above)."""
+    offered = iter([5001, 5002, 5001, 5003])
+
+    class Socket:
+        def __init__(self) -> None:
+            self.port = 0
+
+        def __enter__(self) -> Socket:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        def bind(self, address: tuple[str, int]) -> None:
+            self.port = next(offered)
+
+        def getsockname(self) -> tuple[str, int]:
+            return ("127.0.0.1", self.port)
+
+    monkeypatch.setattr("preview_slots.local.pg.socket.socket", Socket)
+    assert free_ports(2, avoid={5001}) == [5002, 5003]

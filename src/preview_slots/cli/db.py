@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--dry-run", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_db, mode="apply", needs_source=True, strategy="seed",
-                   snapshot_version=None)
+                   snapshot_version=None, adopt=False)
 
     p = dbsub.add_parser("reset-and-seed",
                          help="rebuild the slot's database from a seed or a snapshot")
@@ -133,7 +133,7 @@ def cmd_db(args: argparse.Namespace, ctx: Context) -> int:
     result: dict[str, Any] = db_command(
         config, args.slot, source_request=source_request(args) if args.needs_source else None,
         run_id=args.run_id, mode=args.mode, dry_run=args.dry_run, stop_service=stop,
-        after_reset=after, adopt=getattr(args, "adopt", False),
+        after_reset=after, adopt=args.adopt,
     )
     if args.json:
         ctx.json(result)
